@@ -1,0 +1,45 @@
+"""``single``: one process on one device — CUDA when available, else CPU; ``--device`` forces."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from aam_core import hookimpl
+from aam_core.errors import ConfigError
+from aam_core.interfaces import ParallelStrategy
+from aam_core.specs import StrategySpec
+
+
+class SingleDeviceStrategy(ParallelStrategy):
+    """Everything on one device in this process."""
+
+    def __init__(self, device: str | None = None, options: None = None):
+        del options  # the single strategy has none
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            self._device = torch.device(device)
+        except RuntimeError:
+            raise ConfigError(f"--device '{device}' is not a device torch knows.") from None
+        if self._device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"--device {device} asked for CUDA, but no CUDA device is available.")
+
+    @property
+    def root_device(self) -> torch.device:
+        return self._device
+
+    def setup_module(self, module: nn.Module) -> nn.Module:
+        return module.to(self._device)
+
+
+@hookimpl
+def aam_parallel_strategies():
+    """The one-device strategy."""
+    return [
+        StrategySpec(
+            name="single",
+            factory=SingleDeviceStrategy,
+            description="One process on one device: CUDA if available, else CPU (--device forces).",
+        )
+    ]
