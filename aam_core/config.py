@@ -172,8 +172,8 @@ def structure_options(spec: Any, values: dict[str, Any]) -> Any:
     """A plugin's options object from a dict, or None for a plugin without options."""
     if spec.options is None:
         if values:
-            keys = ", ".join(sorted(values))
-            raise ConfigError(f"{spec.family} '{spec.name}' takes no options, got: {keys}.")
+            flags = ", ".join("--" + k.replace("_", "-") for k in sorted(values))
+            raise ConfigError(f"{flags} does not apply to {spec.family} '{spec.name}'.")
         return None
     allowed = {f.name for f in attrs.fields(spec.options)}
     unknown = sorted(set(values) - allowed)

@@ -113,9 +113,11 @@ class ParallelStrategy(abc.ABC):
 
     def barrier(self) -> None:
         """Wait for every process."""
+        return None
 
     def teardown(self) -> None:
         """Release process groups and devices."""
+        return None
 
 
 class Baseline(abc.ABC):
