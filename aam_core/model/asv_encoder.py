@@ -1,0 +1,62 @@
+"""Nucleotides → one vector per unique ASV.
+
+Bases are embedded, then grouped into non-overlapping patches of ``patch_size`` bases (a k-mer
+token, like a ViT patch: concatenated base embeddings through one linear layer). A transformer
+runs over the patch tokens with learned positions and attention pooling gives ``[U, D]``.
+No dropout here: each unique sequence is seen many times an epoch and overfitting happens at the
+sample level, where the sample encoder and head apply ``--dropout``. Patching divides the sequence length the transformer sees by ``patch_size``; with attention cost
+quadratic in that length this is the main reason AAM trains fast on CPUs (see bench/).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aam_core.data.tokens import PAD, VOCAB_SIZE
+from aam_core.model.layers import AttentionPooling, TransformerStack
+
+
+class ASVEncoder(nn.Module):
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        layers: int,
+        max_bp: int,
+        patch_size: int = 4,
+        ff_mult: int = 4,
+    ):
+        super().__init__()
+        self.patch_size = patch_size
+        self.base_embedding = nn.Embedding(VOCAB_SIZE, dim, padding_idx=PAD)
+        self.patch = nn.Linear(patch_size * dim, dim) if patch_size > 1 else nn.Identity()
+        self.positions = nn.Parameter(torch.zeros(math.ceil(max_bp / patch_size), dim))
+        nn.init.normal_(self.positions, std=0.02)
+        self.transformer = TransformerStack(dim, heads, layers, ff_mult, dropout=0.0)
+        self.pool = AttentionPooling(dim)
+
+    def tokens(self, asv_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[U, L]`` bases → patch tokens ``[U, P, D]`` (before the transformer) and mask ``[U, P]``."""
+        u, length = asv_tokens.shape
+        p = self.patch_size
+        pad = (-length) % p
+        if pad:
+            asv_tokens = F.pad(asv_tokens, (0, pad), value=PAD)
+        n_patches = asv_tokens.shape[1] // p
+        if n_patches > self.positions.shape[0]:
+            raise ValueError(
+                f"ASV of {asv_tokens.shape[1]} bases exceeds the model's max_bp "
+                f"({self.positions.shape[0] * p})."
+            )
+        x = self.base_embedding(asv_tokens).reshape(u, n_patches, -1)
+        mask = (asv_tokens != PAD).reshape(u, n_patches, p).any(-1)
+        return self.patch(x) + self.positions[:n_patches], mask
+
+    def forward(self, asv_tokens: torch.Tensor) -> torch.Tensor:
+        """``[U, L]`` → ``[U, D]``."""
+        x, mask = self.tokens(asv_tokens)
+        return self.pool(self.transformer(x, mask), mask)
