@@ -32,12 +32,18 @@ def _non_negative(instance, attribute, value):  # noqa: ARG001 - attrs validator
         raise ConfigError(f"--{attribute.name.replace('_', '-')} must be >= 0, got {value}.")
 
 
+def _unit_interval(instance, attribute, value):  # noqa: ARG001 - attrs validator signature
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(f"--{attribute.name.replace('_', '-')} must be in [0, 1), got {value}.")
+
+
 def _fraction(instance, attribute, value):  # noqa: ARG001 - attrs validator signature
     if not 0.0 < value < 1.0:
         raise ConfigError(f"--{attribute.name.replace('_', '-')} must be between 0 and 1, got {value}.")
 
 
-def _columns(value: Any) -> list[str]:
+def split_columns(value: Any) -> list[str]:
+    """``'a,b'`` or ``['a', 'b']`` → ``['a', 'b']``."""
     if value is None:
         return []
     if isinstance(value, str):
@@ -53,7 +59,7 @@ class DataConfig:
     metadata: str | None = None
     metadata_column: str | None = None
     sequences: str | None = None
-    categorical_columns: list[str] = attrs.field(factory=list, converter=_columns)
+    categorical_columns: list[str] = attrs.field(factory=list, converter=split_columns)
     max_asvs: int = attrs.field(default=256, validator=_positive)
     max_bp: int = attrs.field(default=150, validator=_positive)
     rarefy_depth: int | None = attrs.field(default=None, validator=_positive)
@@ -72,7 +78,7 @@ class ModelConfig:
     asv_layers: int | None = attrs.field(default=None, validator=_positive)
     patch_size: int = attrs.field(default=4, validator=_positive)
     feedforward_mult: int = attrs.field(default=4, validator=_positive)
-    dropout: float = attrs.field(default=0.1, validator=v.and_(v.ge(0.0), v.lt(1.0)))
+    dropout: float = attrs.field(default=0.1, validator=_unit_interval)
     fusion: str = "concat"
     fusion_options: dict[str, Any] = attrs.field(factory=dict)
     classifier: bool = False
@@ -101,7 +107,7 @@ class TrainConfig:
     lr: float = attrs.field(default=3e-4, validator=_positive)
     categorical_lr: float | None = attrs.field(default=None, validator=_positive)
     weight_decay: float = attrs.field(default=0.01, validator=_non_negative)
-    warmup_fraction: float = attrs.field(default=0.05, validator=v.and_(v.ge(0.0), v.lt(1.0)))
+    warmup_fraction: float = attrs.field(default=0.05, validator=_unit_interval)
     grad_clip: float = attrs.field(default=1.0, validator=_non_negative)
     grad_accum: int = attrs.field(default=1, validator=_positive)
     patience: int = attrs.field(default=10, validator=_non_negative)
@@ -110,6 +116,7 @@ class TrainConfig:
     parallel: str = "single"
     target_transform: str = "zscore"
     count_loss_weight: float = attrs.field(default=1.0, validator=_non_negative)
+    target_loss: str = attrs.field(default="mse", validator=v.in_(["mse", "mae", "huber"]))
     amp: bool = True
 
 
@@ -138,7 +145,12 @@ def _error_text(exc: Exception, what: str) -> str:
     if own is not None:
         return str(own)
     if isinstance(exc, cattrs.BaseValidationError):
-        return f"Invalid {what}: " + "; ".join(cattrs.transform_error(exc))
+        messages = []
+        for message in cattrs.transform_error(exc):
+            text, _, where = message.rpartition(" @ $.")
+            name = where.rsplit(".", 1)[-1]
+            messages.append(f"--{name.replace('_', '-')}: {text}" if name and text else message)
+        return f"Invalid {what}: " + "; ".join(messages)
     return f"Invalid {what}: {exc}"
 
 

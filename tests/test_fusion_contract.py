@@ -23,12 +23,6 @@ pytestmark = pytest.mark.parametrize("name", FUSIONS)
 n_columns = pytest.mark.parametrize("k", sorted(COLUMNS))
 
 
-def masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The test's ``pool``: mean over present ASVs; zeros for a row with none."""
-    weight = mask.unsqueeze(-1).to(h.dtype)
-    return (h * weight).sum(dim=1) / weight.sum(dim=1).clamp_min(1.0)
-
-
 def make(name: str, k: int, seed: int = 0):
     spec = get_plugin("fusion", name)
     torch.manual_seed(seed)
@@ -52,9 +46,9 @@ def test_builtins_are_registered(name):
 
 
 @n_columns
-def test_output_shape_and_extras(name, k):
+def test_output_shape_and_extras(name, k, masked_mean_pool):
     asv, mask, cat = batch(k)
-    out = make(name, k)(asv, mask, cat, masked_mean)
+    out = make(name, k)(asv, mask, cat, masked_mean_pool)
     assert isinstance(out, FusionOutput)
     assert out.pooled.shape == (BATCH, DIM)
     assert torch.isfinite(out.pooled).all()
@@ -63,12 +57,12 @@ def test_output_shape_and_extras(name, k):
 
 
 @n_columns
-def test_gradients_reach_both_inputs_and_parameters(name, k):
+def test_gradients_reach_both_inputs_and_parameters(name, k, masked_mean_pool):
     asv, mask, cat = batch(k)
     asv.requires_grad_(True)
     cat.requires_grad_(True)
     fusion = make(name, k)
-    out = fusion(asv, mask, cat, masked_mean)
+    out = fusion(asv, mask, cat, masked_mean_pool)
     # A random projection: a plain sum can have zero gradient through a LayerNorm.
     (
         out.pooled * torch.randn(BATCH, DIM, generator=torch.Generator().manual_seed(1))
@@ -84,24 +78,24 @@ def test_gradients_reach_both_inputs_and_parameters(name, k):
 
 
 @n_columns
-def test_padded_values_do_not_change_the_output(name, k):
+def test_padded_values_do_not_change_the_output(name, k, masked_mean_pool):
     asv, mask, cat = batch(k)
     fusion = make(name, k).eval()
     changed = asv.clone()
     changed[~mask] = 100.0 * torch.randn(int((~mask).sum()), DIM)
     with torch.no_grad():
-        before = fusion(asv, mask, cat, masked_mean).pooled
-        after = fusion(changed, mask, cat, masked_mean).pooled
+        before = fusion(asv, mask, cat, masked_mean_pool).pooled
+        after = fusion(changed, mask, cat, masked_mean_pool).pooled
     assert torch.allclose(before, after)
 
 
 @n_columns
-def test_all_padding_row_is_finite(name, k):
+def test_all_padding_row_is_finite(name, k, masked_mean_pool):
     asv, mask, cat = batch(k)
     mask[0] = False
     fusion = make(name, k).eval()
     with torch.no_grad():
-        out = fusion(asv, mask, cat, masked_mean)
+        out = fusion(asv, mask, cat, masked_mean_pool)
     assert torch.isfinite(out.pooled).all()
     for key, value in out.extras.items():
         assert torch.isfinite(value.float()).all(), f"extras[{key!r}] is not finite"
@@ -110,22 +104,22 @@ def test_all_padding_row_is_finite(name, k):
 
 
 @n_columns
-def test_state_dict_round_trip(name, k):
+def test_state_dict_round_trip(name, k, masked_mean_pool):
     asv, mask, cat = batch(k)
     trained, fresh = make(name, k, seed=0).eval(), make(name, k, seed=1).eval()
     fresh.load_state_dict(trained.state_dict())
     with torch.no_grad():
-        expected = trained(asv, mask, cat, masked_mean).pooled
-        got = fresh(asv, mask, cat, masked_mean).pooled
+        expected = trained(asv, mask, cat, masked_mean_pool).pooled
+        got = fresh(asv, mask, cat, masked_mean_pool).pooled
     assert torch.equal(expected, got)
 
 
 @n_columns
-def test_summarize_returns_finite_floats(name, k):
+def test_summarize_returns_finite_floats(name, k, masked_mean_pool):
     asv, mask, cat = batch(k)
     fusion = make(name, k)
     with torch.no_grad():
-        out = fusion(asv, mask, cat, masked_mean)
+        out = fusion(asv, mask, cat, masked_mean_pool)
     summary = fusion.summarize(out.extras, COLUMNS[k])
     assert isinstance(summary, dict)
     for key, value in summary.items():

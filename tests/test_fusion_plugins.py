@@ -13,11 +13,6 @@ DIM, BATCH, SEQ = 16, 3, 7
 COLUMNS = ["body_site", "sex", "country"]
 
 
-def masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    weight = mask.unsqueeze(-1).to(h.dtype)
-    return (h * weight).sum(dim=1) / weight.sum(dim=1).clamp_min(1.0)
-
-
 def make(name: str, k: int = len(COLUMNS), dim: int = DIM, **options):
     spec = get_plugin("fusion", name)
     torch.manual_seed(0)
@@ -35,10 +30,10 @@ def batch(k: int = len(COLUMNS), seq: int = SEQ, size: int = BATCH):
 
 
 # -- concat and add -------------------------------------------------------------------------------
-def test_add_is_pooled_plus_sum_of_tokens():
+def test_add_is_pooled_plus_sum_of_tokens(masked_mean_pool):
     asv, mask, cat = batch()
-    out = make("add")(asv, mask, cat, masked_mean)
-    assert torch.allclose(out.pooled, masked_mean(asv, mask) + cat.sum(dim=1))
+    out = make("add")(asv, mask, cat, masked_mean_pool)
+    assert torch.allclose(out.pooled, masked_mean_pool(asv, mask) + cat.sum(dim=1))
     assert out.extras == {}
 
 
@@ -48,10 +43,10 @@ def test_concat_input_width_follows_columns():
 
 
 # -- gmu ------------------------------------------------------------------------------------------
-def test_gmu_gate_is_in_unit_interval_and_summarised():
+def test_gmu_gate_is_in_unit_interval_and_summarised(masked_mean_pool):
     asv, mask, cat = batch()
     fusion = make("gmu")
-    out = fusion(asv, mask, cat, masked_mean)
+    out = fusion(asv, mask, cat, masked_mean_pool)
     gate = out.extras["gate"]
     assert gate.shape == (BATCH, DIM)
     assert ((gate > 0) & (gate < 1)).all()
@@ -60,19 +55,19 @@ def test_gmu_gate_is_in_unit_interval_and_summarised():
     assert summary["gate_mean"] == pytest.approx(float(gate.detach().mean()))
 
 
-def test_gmu_closed_gate_passes_the_sequence_through():
+def test_gmu_closed_gate_passes_the_sequence_through(masked_mean_pool):
     asv, mask, cat = batch()
     fusion = make("gmu")
     with torch.no_grad():
         fusion.gate.bias.fill_(-1e4)
-        out = fusion(asv, mask, cat, masked_mean)
-    assert torch.allclose(out.pooled, masked_mean(asv, mask))
+        out = fusion(asv, mask, cat, masked_mean_pool)
+    assert torch.allclose(out.pooled, masked_mean_pool(asv, mask))
 
 
 # -- cross-attention ------------------------------------------------------------------------------
-def test_cross_attention_weights_shape_and_rows():
+def test_cross_attention_weights_shape_and_rows(masked_mean_pool):
     asv, mask, cat = batch()
-    out = make("cross-attention", cross_attn_heads=4)(asv, mask, cat, masked_mean)
+    out = make("cross-attention", cross_attn_heads=4)(asv, mask, cat, masked_mean_pool)
     weights = out.extras["attention"]
     assert weights.shape == (BATCH, 4, SEQ, len(COLUMNS))
     rows = weights.sum(dim=-1)  # [B, H, S]
@@ -98,10 +93,10 @@ def test_cross_attention_heads_must_be_positive():
         get_plugin("fusion", "cross-attention").make_options({"cross_attn_heads": 0})
 
 
-def test_cross_attention_summary_has_one_share_per_column():
+def test_cross_attention_summary_has_one_share_per_column(masked_mean_pool):
     asv, mask, cat = batch()
     fusion = make("cross-attention")
-    out = fusion(asv, mask, cat, masked_mean)
+    out = fusion(asv, mask, cat, masked_mean_pool)
     summary = fusion.summarize(out.extras, COLUMNS)
     assert list(summary) == [f"attention/{c}" for c in COLUMNS]
     # Mean over unpadded rows that each sum to 1: the shares add up to 1.
@@ -109,27 +104,27 @@ def test_cross_attention_summary_has_one_share_per_column():
 
 
 # -- perceiver ------------------------------------------------------------------------------------
-def _perceiver_flops(fusion, seq: int) -> int:
+def _perceiver_flops(fusion, seq: int, pool) -> int:
     asv, mask, cat = batch(seq=seq, size=2)
     # The math backend spells attention out as matmuls, so the counter sees it on CPU too.
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
-        fusion(asv, mask, cat, masked_mean)
+        fusion(asv, mask, cat, pool)
     return counter.get_total_flops()
 
 
-def test_perceiver_cost_is_linear_in_asvs():
+def test_perceiver_cost_is_linear_in_asvs(masked_mean_pool):
     fusion = make("perceiver").eval()
-    f64, f512, f960 = (_perceiver_flops(fusion, s) for s in (64, 512, 960))
+    f64, f512, f960 = (_perceiver_flops(fusion, s, masked_mean_pool) for s in (64, 512, 960))
     assert f512 / f64 < 12  # quadratic in S would be ~64
     # Equal steps in S cost equal FLOPs: no S² term at all.
     assert f960 - f512 == pytest.approx(f512 - f64, rel=0.01)
     assert f512 > f64
 
 
-def test_perceiver_attention_extras_and_summary():
+def test_perceiver_attention_extras_and_summary(masked_mean_pool):
     asv, mask, cat = batch()
     fusion = make("perceiver", perceiver_num_latents=5, perceiver_heads=2)
-    out = fusion(asv, mask, cat, masked_mean)
+    out = fusion(asv, mask, cat, masked_mean_pool)
     weights = out.extras["attention"]
     assert weights.shape == (BATCH, 2, 5, SEQ + len(COLUMNS))
     assert torch.allclose(weights.sum(dim=-1), torch.ones(BATCH, 2, 5))
@@ -139,12 +134,12 @@ def test_perceiver_attention_extras_and_summary():
     assert sum(summary.values()) == pytest.approx(1.0, abs=1e-5)
 
 
-def test_perceiver_options_shape_the_module():
+def test_perceiver_options_shape_the_module(masked_mean_pool):
     fusion = make("perceiver", perceiver_num_latents=3, perceiver_num_layers=0)
     assert fusion.latents.shape == (3, DIM)
     assert len(fusion.layers) == 0
     asv, mask, cat = batch()
-    assert fusion(asv, mask, cat, masked_mean).pooled.shape == (BATCH, DIM)
+    assert fusion(asv, mask, cat, masked_mean_pool).pooled.shape == (BATCH, DIM)
 
 
 def test_perceiver_heads_must_divide_dim():

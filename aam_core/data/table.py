@@ -33,10 +33,13 @@ def read_table(path: str | Path) -> biom.Table:
     if not path.is_file():
         raise DataError(f"Table file not found: {path}")
     try:
-        return biom.load_table(str(path))
+        table = biom.load_table(str(path))
     except Exception as exc:  # biom raises TypeError/ValueError/KeyError/OSError on bad files
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{path} is not a readable BIOM table (HDF5 or JSON): {detail}") from None
+    if 0 in table.shape:
+        raise DataError(f"{path} holds no samples or no features (is it a BIOM table?).")
+    return table
 
 
 def feature_sequences(table: biom.Table, table_path: str | Path, fasta: str | Path | None) -> list[str]:

@@ -1,0 +1,70 @@
+"""Train/validation splits and cross-validation folds, reproducible from a seed."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.model_selection import (
+    GroupKFold,
+    KFold,
+    StratifiedGroupKFold,
+    StratifiedKFold,
+    train_test_split,
+)
+
+from aam_core.errors import DataError
+
+
+def train_val_split(
+    sample_ids: Sequence[str],
+    val_fraction: float,
+    seed: int,
+    strata: Sequence[str] | None = None,
+) -> tuple[list[str], list[str]]:
+    """Shuffled split; with ``strata`` each category keeps its share on both sides."""
+    ids = np.asarray(sample_ids, dtype=object)
+    if len(ids) < 2:
+        raise DataError(f"Need at least 2 samples to split into train and validation, got {len(ids)}.")
+    stratify = None
+    if strata is not None:
+        stratify = np.asarray(strata, dtype=str)
+        rare = [c for c, n in Counter(stratify).items() if n < 2]
+        if rare:
+            raise DataError(
+                f"Cannot stratify: {len(rare)} categories have a single sample (e.g. '{rare[0]}')."
+            )
+    try:
+        train, val = train_test_split(ids, test_size=val_fraction, random_state=seed, stratify=stratify)
+    except ValueError as exc:
+        raise DataError(f"Cannot split {len(ids)} samples: {exc}") from None
+    return [str(s) for s in train], [str(s) for s in val]
+
+
+def kfold_splits(
+    sample_ids: Sequence[str],
+    folds: int,
+    seed: int,
+    groups: Sequence[str] | None = None,
+    strata: Sequence[str] | None = None,
+) -> list[tuple[list[str], list[str]]]:
+    """``folds`` (train, validation) pairs; a group never sits on both sides of a fold."""
+    ids = np.asarray(sample_ids, dtype=object)
+    if folds < 2:
+        raise DataError(f"--folds must be at least 2, got {folds}.")
+    if groups is not None and strata is not None:
+        splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    elif groups is not None:
+        splitter = GroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    elif strata is not None:
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    else:
+        splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
+    y = None if strata is None else np.asarray(strata, dtype=str)
+    g = None if groups is None else np.asarray(groups, dtype=str)
+    try:
+        pairs = list(splitter.split(ids, y, g))
+    except ValueError as exc:
+        raise DataError(f"Cannot make {folds} folds: {exc}") from None
+    return [([str(s) for s in ids[tr]], [str(s) for s in ids[va]]) for tr, va in pairs]
