@@ -1,7 +1,8 @@
 """AAM — Attention All Microbes.
 
-Sequence-aware deep learning on microbiome tables. The public API is re-exported here; the CLI
-(``aam``) is a thin layer over these same functions.
+Sequence-aware deep learning on microbiome tables. The public API is re-exported here, loaded on
+first use so that ``import aam_core`` and ``aam --help`` stay fast; the CLI (``aam``) is a thin
+layer over these same functions.
 
 Writing a plugin
 ----------------
@@ -15,44 +16,58 @@ A plugin is a module that implements one or more hooks from :mod:`aam_core.hooks
 After ``pip install``, ``aam plugins`` lists it and ``aam train --fusion <name>`` selects it.
 """
 
-from aam_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig, load_config
-from aam_core.errors import AAMError, CheckpointError, ConfigError, DataError, PluginError
-from aam_core.hookspecs import hookimpl
-from aam_core.interfaces import (
-    Baseline,
-    Fusion,
-    FusionOutput,
-    ParallelStrategy,
-    TargetTransform,
-)
-from aam_core.plugins import PluginInfo, PluginRegistry, get_plugin, list_plugins
-from aam_core.specs import BaselineSpec, FusionSpec, StrategySpec, TransformSpec
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AAMError",
-    "Baseline",
-    "BaselineSpec",
-    "CheckpointError",
-    "ConfigError",
-    "DataConfig",
-    "DataError",
-    "Fusion",
-    "FusionOutput",
-    "FusionSpec",
-    "ModelConfig",
-    "ParallelStrategy",
-    "PluginError",
-    "PluginInfo",
-    "PluginRegistry",
-    "RunConfig",
-    "StrategySpec",
-    "TargetTransform",
-    "TrainConfig",
-    "TransformSpec",
-    "get_plugin",
-    "hookimpl",
-    "list_plugins",
-    "load_config",
-]
+_EXPORTS = {
+    "train": "aam_core.api",
+    "predict": "aam_core.api",
+    "load_model": "aam_core.api",
+    "TrainResult": "aam_core.api",
+    "LoadedModel": "aam_core.api",
+    "run_baseline": "aam_core.baseline",
+    "evaluate": "aam_core.evaluation",
+    "cross_validate": "aam_core.cv",
+    "DataConfig": "aam_core.config",
+    "ModelConfig": "aam_core.config",
+    "TrainConfig": "aam_core.config",
+    "RunConfig": "aam_core.config",
+    "load_config": "aam_core.config",
+    "AAMError": "aam_core.errors",
+    "CheckpointError": "aam_core.errors",
+    "ConfigError": "aam_core.errors",
+    "DataError": "aam_core.errors",
+    "PluginError": "aam_core.errors",
+    "hookimpl": "aam_core.hookspecs",
+    "Baseline": "aam_core.interfaces",
+    "Fusion": "aam_core.interfaces",
+    "FusionOutput": "aam_core.interfaces",
+    "ParallelStrategy": "aam_core.interfaces",
+    "TargetTransform": "aam_core.interfaces",
+    "PluginInfo": "aam_core.plugins",
+    "PluginRegistry": "aam_core.plugins",
+    "get_plugin": "aam_core.plugins",
+    "list_plugins": "aam_core.plugins",
+    "BaselineSpec": "aam_core.specs",
+    "FusionSpec": "aam_core.specs",
+    "StrategySpec": "aam_core.specs",
+    "TransformSpec": "aam_core.specs",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'aam_core' has no attribute '{name}'")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -25,3 +25,7 @@ class PluginError(AAMError):
 
 class CheckpointError(AAMError):
     """A checkpoint cannot be read or does not match what is asked of it."""
+
+
+class TrainingError(AAMError):
+    """Training diverged or cannot continue (for example a non-finite loss)."""

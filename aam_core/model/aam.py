@@ -39,7 +39,7 @@ class AAMModel(nn.Module):
         out_dim: int,
         category_sizes: list[int],
         fusion: Fusion | None,
-        scaling_column: int | None = None,
+        scaling: tuple[int, int] | None = None,
     ):
         super().__init__()
         d = config.embedding_dim
@@ -59,12 +59,10 @@ class AAMModel(nn.Module):
         self.fusion = fusion if category_sizes else None
         self.target_head = TargetHead(d, out_dim, config.dropout)
         self.count_head = CountHead(d) if config.count_prediction else None
-        self.scaling_column = scaling_column
-        self.output_scaling = (
-            ConditionalScaling(category_sizes[scaling_column], out_dim)
-            if scaling_column is not None
-            else None
-        )
+        self.n_columns = len(category_sizes)
+        # scaling = (column index in batch.categories, number of codes of that column)
+        self.scaling_column = None if scaling is None else scaling[0]
+        self.output_scaling = None if scaling is None else ConditionalScaling(scaling[1], out_dim)
 
     def conditioning_parameters(self) -> list[nn.Parameter]:
         """Categorical embeddings, fusion and output scaling: the ``--categorical-lr`` group."""
@@ -80,7 +78,8 @@ class AAMModel(nn.Module):
         h = self.encode(batch)
         extras: dict[str, torch.Tensor] = {}
         if self.fusion is not None:
-            pooled, extras = self.fusion(h, batch.mask, self.categorical(batch.categories), self.pool)
+            tokens = self.categorical(batch.categories[:, : self.n_columns])
+            pooled, extras = self.fusion(h, batch.mask, tokens, self.pool)
         else:
             pooled = self.pool(h, batch.mask)
         prediction = self.target_head(pooled)

@@ -1,0 +1,60 @@
+"""The ``aam`` command: a thin click layer over the Python API.
+
+Each command lives in its own module and only parses flags, calls one API function and prints.
+Errors the user can fix (:class:`AAMError`) print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+
+import click
+
+from aam_core.errors import AAMError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
+
+
+def _format_warning(message, category, filename, lineno, line=None):  # noqa: ARG001 - warnings API
+    return f"warning: {message}\n"
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(package_name="aam")
+@click.option("-q", "--quiet", is_flag=True, help="Only print warnings and errors.")
+def cli(quiet: bool) -> None:
+    """AAM: sequence-aware deep learning on microbiome tables."""
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr
+    )
+
+
+def _register_commands() -> None:
+    from aam_core.cli import baseline, cv, evaluate, plugins, predict, train
+
+    for module in (train, predict, plugins, baseline, evaluate, cv):
+        cli.add_command(module.command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``aam`` script."""
+    warnings.formatwarning = _format_warning
+    _register_commands()
+    try:
+        cli.main(args=argv, prog_name="aam", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("aam: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except AAMError as exc:
+        click.echo(f"aam: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("aam: interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,109 @@
+"""Flat keyword options (what a person types) → a :class:`RunConfig`.
+
+``aam train --embedding-dim 64 --fusion gmu --cross-attn-heads 4`` and
+``aam_core.train(embedding_dim=64, fusion="gmu", cross_attn_heads=4)`` both land here, so the CLI
+and the Python API share one path. Field names are unique across the config sections; anything
+else must be an option of an installed fusion plugin.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from aam_core.config import (
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    load_config,
+    split_columns,
+    structure,
+    unstructure,
+)
+from aam_core.errors import ConfigError
+from aam_core.plugins import list_plugins
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "training": TrainConfig}
+FIELD_SECTION = {f.name: section for section, cls in SECTIONS.items() for f in attrs.fields(cls)}
+
+LEGACY = ("normalize_targets", "normalize_targets_by", "log_transform_targets")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def fusion_option_names() -> set[str]:
+    """Option names declared by every installed fusion plugin."""
+    names = set()
+    for info in list_plugins("fusion"):
+        if info.spec.options is not None:
+            names.update(f.name for f in attrs.fields(info.spec.options))
+    return names
+
+
+def translate_legacy(options: dict[str, Any]) -> dict[str, Any]:
+    """Map the old target flags onto ``--target-transform`` / ``--normalize-by``, warning once
+    each; an old flag together with a new one is an error."""
+    options = dict(options)
+    old = {k: options.pop(k) for k in LEGACY if options.get(k) is not None}
+    if not old:
+        return options
+    if "target_transform" in options or "normalize_by" in options:
+        given = [_flag(k) for k in old]
+        raise ConfigError(
+            f"{', '.join(given)} is deprecated and conflicts with --target-transform/--normalize-by; "
+            "use only the new flags."
+        )
+    by = old.get("normalize_targets_by")
+    if by:
+        columns = [c.strip() for c in (by.split(",") if isinstance(by, str) else by) if c.strip()]
+        if len(columns) != 1:
+            raise ConfigError("--normalize-targets-by takes exactly one column with zscore-category.")
+        if old.get("log_transform_targets"):
+            raise ConfigError("--log-transform-targets cannot be combined with --normalize-targets-by.")
+        options.update(target_transform="zscore-category", normalize_by=columns[0])
+        replacement = f"--target-transform zscore-category --normalize-by {columns[0]}"
+        warnings.warn(f"--normalize-targets-by is deprecated; use {replacement}.", FutureWarning, stacklevel=3)
+        return options
+    normalize = old.get("normalize_targets", True)
+    log = bool(old.get("log_transform_targets"))
+    name = ("log-minmax" if log else "minmax") if normalize else ("log-zscore" if log else "none")
+    if log and not normalize:
+        raise ConfigError("--log-transform-targets with --no-normalize-targets has no replacement; use --target-transform log-zscore.")
+    used = " and ".join(
+        "--no-normalize-targets" if k == "normalize_targets" and not v else _flag(k) for k, v in old.items()
+    )
+    warnings.warn(f"{used} is deprecated; use --target-transform {name}.", FutureWarning, stacklevel=3)
+    options["target_transform"] = name
+    return options
+
+
+def build_config(config: RunConfig | str | Path | None = None, **options: Any) -> RunConfig:
+    """A base config (object, JSON path or None) updated with flat options; validated."""
+    if isinstance(config, str | Path):
+        config = load_config(config)
+    options = translate_legacy({k: v for k, v in options.items() if v is not None})
+    data = unstructure(config) if config is not None else {"data": {}}
+    data.setdefault("model", {})
+    data.setdefault("training", {})
+    fusion_names = None
+    for key, value in options.items():
+        if key == "output_dir":
+            data["output_dir"] = str(value)
+        elif key == "categorical_columns":
+            data["data"][key] = split_columns(value)
+        elif key in FIELD_SECTION:
+            data[FIELD_SECTION[key]][key] = str(value) if isinstance(value, Path) else value
+        else:
+            fusion_names = fusion_names if fusion_names is not None else fusion_option_names()
+            if key not in fusion_names:
+                raise ConfigError(f"Unknown option {_flag(key)} (Python: {key}=).")
+            data["model"].setdefault("fusion_options", {})[key] = value
+    if "table" not in data["data"]:
+        raise ConfigError("--table is required (or --demo).")
+    return structure(data, RunConfig)
