@@ -30,6 +30,8 @@ _EXPORTS = {
     "TrainResult": "aam_core.api",
     "LoadedModel": "aam_core.api",
     "run_baseline": "aam_core.baseline",
+    "BaselineResult": "aam_core.baseline",
+    "CVResult": "aam_core.cv",
     "evaluate": "aam_core.evaluation",
     "cross_validate": "aam_core.cv",
     "DataConfig": "aam_core.config",

@@ -1,0 +1,134 @@
+"""Compare prediction files (AAM's ``val_predictions.tsv``, a baseline's TSV) on the same samples.
+
+Each file needs ``sample_id``, ``actual`` and ``predicted`` columns. Files are only compared when
+they cover exactly the same samples with the same actual values: metrics on different samples
+are not comparable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from aam_core.errors import ConfigError, DataError
+from aam_core.training.metrics import compute_metrics
+
+COLUMNS = ("sample_id", "actual", "predicted")
+REGRESSION_COLUMNS = {"mae": "MAE", "rmse": "RMSE", "r2": "R²", "n": "n"}
+CLASSIFICATION_COLUMNS = {"accuracy": "accuracy", "f1": "F1", "n": "n"}
+
+
+def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
+    """A predictions TSV with its three columns checked; sample IDs read as text."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"Predictions file not found: {path}")
+    try:
+        frame = pd.read_csv(path, sep="\t", dtype={"sample_id": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path} is not a readable TSV: {detail}") from None
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        found = ", ".join(map(str, frame.columns)) or "(none)"
+        raise DataError(
+            f"{path} lacks column(s) {', '.join(missing)}; a predictions file needs "
+            f"sample_id, actual, predicted (found: {found})."
+        )
+    frame = frame[list(COLUMNS)]
+    if frame.empty:
+        raise DataError(f"{path} has no predictions.")
+    empty = frame["sample_id"].isna() | frame["predicted"].isna() | frame["actual"].isna()
+    if empty.any():
+        row = int(np.flatnonzero(empty.to_numpy())[0]) + 2  # + header, 1-based
+        raise DataError(
+            f"{path} has {int(empty.sum())} rows with an empty value (e.g. line {row})."
+        )
+    duplicated = frame["sample_id"].duplicated()
+    if duplicated.any():
+        raise DataError(
+            f"{path} lists {int(duplicated.sum())} sample IDs more than once "
+            f"(e.g. '{frame['sample_id'][duplicated].iloc[0]}')."
+        )
+    return frame
+
+
+def _is_numeric(frame: pd.DataFrame) -> bool:
+    return all(pd.api.types.is_numeric_dtype(frame[c]) for c in ("actual", "predicted"))
+
+
+def _check_same_samples(
+    first: Path, frame: pd.DataFrame, other: Path, theirs: pd.DataFrame
+) -> None:
+    mine, yours = set(frame["sample_id"]), set(theirs["sample_id"])
+    if mine == yours:
+        return
+    only_mine, only_yours = sorted(mine - yours), sorted(yours - mine)
+    parts = []
+    if only_mine:
+        parts.append(f"{len(only_mine)} only in {first} (e.g. '{only_mine[0]}')")
+    if only_yours:
+        parts.append(f"{len(only_yours)} only in {other} (e.g. '{only_yours[0]}')")
+    raise DataError(
+        f"{first} and {other} cover different samples: {'; '.join(parts)}. "
+        "Compare predictions on the same validation samples."
+    )
+
+
+def _check_same_actuals(
+    first: Path, frame: pd.DataFrame, other: Path, theirs: pd.DataFrame, numeric: bool
+) -> None:
+    a = frame.set_index("sample_id")["actual"]
+    b = theirs.set_index("sample_id")["actual"].reindex(a.index)
+    if numeric:
+        same = np.isclose(a.to_numpy(dtype=float), b.to_numpy(dtype=float), rtol=1e-6, atol=1e-9)
+    else:
+        same = a.astype(str).to_numpy() == b.astype(str).to_numpy()
+    if not same.all():
+        sample = a.index[np.flatnonzero(~same)[0]]
+        raise DataError(
+            f"{first} and {other} disagree on the actual value of {int((~same).sum())} samples "
+            f"(e.g. '{sample}': {a[sample]} vs {b[sample]})."
+        )
+
+
+def _names(paths: list[Path]) -> list[str]:
+    """File names, or the paths as given where two files share a name."""
+    names = [p.name for p in paths]
+    if len(set(names)) == len(names):
+        return names
+    return [str(p) for p in paths]
+
+
+def evaluate(paths: Sequence[str | os.PathLike], classifier: bool | None = None) -> pd.DataFrame:
+    """One row per file: ``name``, ``MAE``, ``RMSE``, ``R²``, ``n`` (or ``accuracy``, ``F1``, ``n``).
+
+    ``classifier=None`` decides from the files: classification when any ``actual`` or
+    ``predicted`` column holds text. Files whose sample sets or actual values differ are refused.
+    """
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ConfigError("Give at least one predictions file (--predictions).")
+    frames = [read_predictions(p) for p in paths]
+    if classifier is None:
+        classifier = not all(_is_numeric(f) for f in frames)
+    elif not classifier:
+        for path, frame in zip(paths, frames, strict=True):
+            if not _is_numeric(frame):
+                raise DataError(f"{path} holds non-numeric actual or predicted values.")
+    for path, frame in zip(paths[1:], frames[1:], strict=True):
+        _check_same_samples(paths[0], frames[0], path, frame)
+        _check_same_actuals(paths[0], frames[0], path, frame, numeric=not classifier)
+
+    labels = CLASSIFICATION_COLUMNS if classifier else REGRESSION_COLUMNS
+    rows = []
+    for name, frame in zip(_names(paths), frames, strict=True):
+        values = compute_metrics(
+            frame["actual"].to_numpy(), frame["predicted"].to_numpy(), classifier
+        )
+        rows.append({"name": name, **{label: values[key] for key, label in labels.items()}})
+    return pd.DataFrame(rows, columns=["name", *labels.values()])
