@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +20,10 @@ import pandas as pd
 from scipy import sparse
 
 from aam_core.config import DataConfig
-from aam_core.data.dataset import Dataset, load_dataset, read_sample_list
+from aam_core.data.dataset import load_dataset
+from aam_core.data.samples import Samples, resolve_split
 from aam_core.errors import ConfigError, DataError
+from aam_core.files import write_tsv_atomic
 from aam_core.plugins import get_plugin
 from aam_core.training.metrics import compute_metrics
 
@@ -32,11 +32,6 @@ log = logging.getLogger("aam")
 FEATURES = ("relative", "counts")
 
 #: A sample list: IDs in memory, or a file with one ID per line.
-Samples = Sequence[str] | str | os.PathLike
-
-
-class MissingSamplesWarning(UserWarning):
-    """Listed samples that the loaded data does not contain; they are skipped."""
 
 
 @attrs.frozen
@@ -60,34 +55,6 @@ class BaselineResult:
         return len(self.predictions)
 
 
-def resolve_samples(samples: Samples, what: str) -> list[str]:
-    """IDs from a list, or from a file of one ID per line; duplicates removed, order kept."""
-    if isinstance(samples, str | os.PathLike):
-        ids = read_sample_list(samples)
-    else:
-        ids = [str(s).strip() for s in samples]
-    ids = list(dict.fromkeys(s for s in ids if s))
-    if not ids:
-        raise DataError(f"The {what} sample list is empty.")
-    return ids
-
-
-def present(ids: list[str], dataset: Dataset, what: str) -> list[str]:
-    """The IDs the loaded data holds; the others are skipped with one warning."""
-    known = set(dataset.sample_ids)
-    missing = [s for s in ids if s not in known]
-    if missing:
-        noun = "sample" if len(missing) == 1 else "samples"
-        warnings.warn(
-            f"{len(missing)} {what} {noun} of {len(ids)} are not in the loaded data (absent from "
-            f"the table or metadata, or without a usable target) and were skipped, "
-            f"e.g. '{missing[0]}'.",
-            MissingSamplesWarning,
-            stacklevel=3,
-        )
-    return [s for s in ids if s in known]
-
-
 def feature_matrix(counts: sparse.csr_matrix, features: str) -> sparse.csr_matrix:
     """Raw counts, or each row divided by its total (relative abundance)."""
     counts = sparse.csr_matrix(counts, dtype=np.float32)  # the dtype scikit-learn's trees use
@@ -96,26 +63,6 @@ def feature_matrix(counts: sparse.csr_matrix, features: str) -> sparse.csr_matri
     totals = np.asarray(counts.sum(axis=1)).ravel()
     totals[totals == 0] = 1.0
     return sparse.csr_matrix(sparse.diags((1.0 / totals).astype(np.float32)) @ counts)
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to a temporary file in the same folder, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", newline="") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_predictions(frame: pd.DataFrame, path: Path) -> Path:
-    """A predictions TSV (``sample_id``, ``actual``, ``predicted``, ...), written atomically."""
-    return atomic_write_text(path, frame.to_csv(sep="\t", index=False))
 
 
 def run_baseline(
@@ -145,8 +92,6 @@ def run_baseline(
     spec = get_plugin("baseline", name)
     if options is None or isinstance(options, dict):
         options = spec.make_options(options)
-    train_ids = resolve_samples(train_samples, "training")
-    val_ids = resolve_samples(val_samples, "validation")
 
     config = DataConfig(
         table=str(table),
@@ -155,24 +100,7 @@ def run_baseline(
         sequences=None if sequences is None else str(sequences),
     )
     data = load_dataset(config, classifier=classifier)
-    train_ids = present(train_ids, data, "training")
-    val_ids = present(val_ids, data, "validation")
-    if not train_ids:
-        raise DataError(
-            f"No usable training samples: none of the listed IDs is in {table} with a "
-            f"'{metadata_column}' value in {metadata}."
-        )
-    if not val_ids:
-        raise DataError(
-            f"No usable validation samples: none of the listed IDs is in {table} with a "
-            f"'{metadata_column}' value in {metadata}."
-        )
-    overlap = set(train_ids) & set(val_ids)
-    if overlap:
-        raise DataError(
-            f"{len(overlap)} samples are in both the training and validation lists, "
-            f"e.g. '{sorted(overlap)[0]}'."
-        )
+    train_ids, val_ids = resolve_split(train_samples, val_samples, data)
 
     train_rows, val_rows = data.rows_of(train_ids), data.rows_of(val_ids)
     x = feature_matrix(data.counts, features)
@@ -208,7 +136,7 @@ def run_baseline(
         plot = save_predicted_vs_actual(
             actual, predicted, output.with_suffix(".png"), f"{metadata_column} — {spec.name}, validation"
         )
-    write_predictions(frame, output)
+    write_tsv_atomic(frame, output)
     return BaselineResult(
         metrics=metrics,
         predictions=frame,

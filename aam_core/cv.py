@@ -28,10 +28,11 @@ import attrs
 import numpy as np
 import pandas as pd
 
-from aam_core.baseline import atomic_write_text, run_baseline, write_predictions
+from aam_core.baseline import run_baseline
 from aam_core.data.dataset import load_dataset
 from aam_core.data.split import kfold_splits
 from aam_core.errors import ConfigError, DataError
+from aam_core.files import check_output_dir, write_text_atomic, write_tsv_atomic
 from aam_core.options import build_config
 from aam_core.plugins import get_plugin
 from aam_core.training.metrics import compute_metrics
@@ -63,15 +64,6 @@ def train(**kwargs: Any) -> Any:
     from aam_core.api import train as api_train
 
     return api_train(**kwargs)
-
-
-def _check_output_dir(output_dir: Path, force: bool) -> None:
-    if output_dir.exists() and not output_dir.is_dir():
-        raise ConfigError(f"--output-dir {output_dir} exists and is not a directory.")
-    if not force and output_dir.is_dir() and any(output_dir.iterdir()):
-        raise ConfigError(
-            f"--output-dir {output_dir} is not empty; pass --force to overwrite its runs."
-        )
 
 
 def _finite_or_none(value: float) -> float | int | None:
@@ -168,7 +160,7 @@ def cross_validate(
             f"{', '.join(clash)} cannot be set for cross-validation: the folds set them."
         )
     output_dir = Path(output_dir)
-    _check_output_dir(output_dir, force)
+    check_output_dir(output_dir, force)
     if baseline is not None:
         spec = get_plugin("baseline", baseline)
         baseline = spec.name
@@ -206,7 +198,7 @@ def cross_validate(
     )
     fold_of = {sid: k for k, (_, val) in enumerate(splits, start=1) for sid in val}
     fold_table = pd.DataFrame({"sample_id": ids, "fold": [fold_of[s] for s in ids]})
-    write_predictions(fold_table, output_dir / "folds.tsv")
+    write_tsv_atomic(fold_table, output_dir / "folds.tsv")
     log.info("Cross-validation: %d samples in %d folds (seed %d).", len(ids), folds, seed)
 
     models = [AAM] if baseline is None else [AAM, baseline]
@@ -259,7 +251,7 @@ def cross_validate(
     for model in models:
         frame = pd.concat(collected[model], ignore_index=True)
         pooled[model] = frame
-        write_predictions(frame, output_dir / f"pooled_{model}.tsv")
+        write_tsv_atomic(frame, output_dir / f"pooled_{model}.tsv")
         overall = compute_metrics(
             frame["actual"].to_numpy(), frame["predicted"].to_numpy(), classifier
         )
@@ -272,7 +264,7 @@ def cross_validate(
         "task": "classification" if classifier else "regression",
         "models": metrics_by_model,
     }
-    atomic_write_text(output_dir / "cv_metrics.json", json.dumps(metrics, indent=2) + "\n")
+    write_text_atomic(output_dir / "cv_metrics.json", json.dumps(metrics, indent=2) + "\n")
     return CVResult(
         output_dir=output_dir,
         folds=fold_table,

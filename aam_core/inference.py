@@ -23,6 +23,7 @@ from aam_core.data.batching import iter_batches
 from aam_core.data.categories import CategoryEncoder
 from aam_core.data.dataset import load_dataset
 from aam_core.errors import CheckpointError, PluginError
+from aam_core.files import write_tsv_atomic
 from aam_core.model.aam import AAMModel
 from aam_core.model.build import build_model
 from aam_core.plugins import get_plugin
@@ -122,8 +123,6 @@ def predict(
     ``actual`` when ``metadata`` holds the target column. ``metadata`` supplies the categorical
     inputs. With ``return_extras``, also the fusion's per-sample internals (``gate``,
     ``attention``...)."""
-    from aam_core.training.artifacts import write_tsv_atomic
-
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     config = loaded.config
     encoding = loaded.encoding
@@ -171,8 +170,6 @@ def predict(
         actual = dataset.metadata[column].to_numpy()[order]
         frame.insert(1, "actual", actual if config.model.classifier else pd.to_numeric(actual, errors="coerce"))
     if output is not None:
-        output = Path(output)
-        output.parent.mkdir(parents=True, exist_ok=True)
         write_tsv_atomic(frame, output)
         log.info("Wrote %d predictions to %s.", len(frame), output)
     return (frame, extras) if return_extras else frame

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 import aam_core
-from aam_core.baseline import MissingSamplesWarning, run_baseline
+from aam_core.baseline import run_baseline
+from aam_core.data.samples import MissingSamplesWarning
 from aam_core.errors import ConfigError, DataError
 from aam_core.interfaces import Baseline
 from aam_core.specs import BaselineSpec

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import attrs
 import numpy as np
@@ -147,12 +146,3 @@ def load_dataset(
         metadata=metadata.iloc[rows],
         target=None if target is None else target[rows],
     )
-
-
-def read_sample_list(path: str | Path) -> list[str]:
-    """Sample IDs, one per line (blank lines and ``#`` comments ignored)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"Sample list not found: {path}")
-    lines = [line.strip() for line in path.read_text().splitlines()]
-    return [line for line in lines if line and not line.startswith("#")]

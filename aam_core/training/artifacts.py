@@ -7,7 +7,6 @@ renamed, so a crash never leaves a half-written file behind.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import pandas as pd
 from torch.utils.tensorboard import SummaryWriter
 
 from aam_core.config import RunConfig, save_config
-from aam_core.errors import ConfigError
+from aam_core.files import check_output_dir, write_atomic, write_text_atomic, write_tsv_atomic
 from aam_core.training.plots import predicted_vs_actual_figure, save_predicted_vs_actual
 
 RUN_FILES = (
@@ -28,30 +27,6 @@ RUN_FILES = (
     "metrics.json",
 )
 RUN_DIRS = ("checkpoints", "plots", "tensorboard")
-
-
-def check_output_dir(path: str | Path, force: bool) -> Path:
-    """Refuse a directory that already holds something unless ``force``; touches nothing."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"--output-dir {path} exists and is not a directory.")
-    if path.is_dir() and any(path.iterdir()) and not force:
-        what = "a run (config.json)" if (path / "config.json").exists() else "files"
-        raise ConfigError(
-            f"--output-dir {path} already holds {what}; pass --force to overwrite it or choose "
-            "another directory."
-        )
-    return path
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_tsv_atomic(frame: pd.DataFrame, path: Path) -> None:
-    write_text_atomic(path, frame.to_csv(sep="\t", index=False))
 
 
 class RunWriter:
@@ -72,9 +47,7 @@ class RunWriter:
                 shutil.rmtree(self.path / name, ignore_errors=True)
         (self.path / "checkpoints").mkdir()
         (self.path / "plots").mkdir()
-        tmp = self.path / ".config.json.tmp"
-        save_config(config, tmp)
-        os.replace(tmp, self.path / "config.json")
+        write_atomic(self.path / "config.json", lambda tmp: save_config(config, tmp))
         write_text_atomic(self.path / "train_samples.txt", "\n".join(train_ids) + "\n")
         write_text_atomic(self.path / "val_samples.txt", "\n".join(val_ids) + "\n")
         self._tb = SummaryWriter(log_dir=str(self.path / "tensorboard"))

@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from aam_core.files import write_atomic  # noqa: E402
 from aam_core.training.metrics import format_metrics, regression_metrics  # noqa: E402
 
 
@@ -37,11 +38,8 @@ def predicted_vs_actual_figure(actual: np.ndarray, predicted: np.ndarray, title:
 
 def save_predicted_vs_actual(actual, predicted, path: str | Path, title: str) -> Path:
     """Write the figure as PNG (to a temporary name first, then renamed)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig = predicted_vs_actual_figure(actual, predicted, title)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    try:
+        return write_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
+    finally:
+        plt.close(fig)

@@ -19,14 +19,16 @@ import torch
 
 from aam_core.config import RunConfig
 from aam_core.data.categories import CategoryEncoder
-from aam_core.data.dataset import Dataset, load_dataset, read_sample_list
+from aam_core.data.dataset import Dataset, load_dataset
+from aam_core.data.samples import resolve_split
 from aam_core.data.split import train_val_split
 from aam_core.errors import ConfigError, DataError
+from aam_core.files import check_output_dir
 from aam_core.inference import LoadedModel, checkpoint_payload
 from aam_core.model.build import build_model
 from aam_core.options import build_config
 from aam_core.plugins import get_plugin
-from aam_core.training.artifacts import RunWriter, check_output_dir
+from aam_core.training.artifacts import RunWriter
 from aam_core.training.checkpoint import save_checkpoint
 from aam_core.training.loop import Validation, run_loop
 from aam_core.training.metrics import compute_metrics
@@ -66,32 +68,11 @@ def _warn_combinations(config: RunConfig, explicit: set[str]) -> None:
         warnings.warn("--target-transform is ignored with --classifier.", stacklevel=3)
 
 
-def _resolve_ids(given: list[str] | str | Path, dataset: Dataset, what: str) -> list[str]:
-    ids = read_sample_list(given) if isinstance(given, str | Path) else [str(s) for s in given]
-    present = set(dataset.sample_ids)
-    missing = [s for s in ids if s not in present]
-    if missing:
-        warnings.warn(
-            f"{len(missing)} {what} samples are not usable (absent from table or metadata, or no "
-            f"target), e.g. '{missing[0]}'; skipped.",
-            stacklevel=3,
-        )
-    kept = [s for s in ids if s in present]
-    if not kept:
-        raise DataError(f"No usable {what} samples.")
-    return kept
-
-
 def _split(config: RunConfig, dataset: Dataset, train_samples, val_samples) -> tuple[list[str], list[str]]:
     if (train_samples is None) != (val_samples is None):
         raise ConfigError("Give both train and validation samples, or neither.")
     if train_samples is not None:
-        train_ids = _resolve_ids(train_samples, dataset, "training")
-        val_ids = _resolve_ids(val_samples, dataset, "validation")
-        overlap = set(train_ids) & set(val_ids)
-        if overlap:
-            raise DataError(f"{len(overlap)} samples are in both splits, e.g. '{sorted(overlap)[0]}'.")
-        return train_ids, val_ids
+        return resolve_split(train_samples, val_samples, dataset)
     strata = dataset.column(config.data.stratify_by) if config.data.stratify_by else None
     return train_val_split(dataset.sample_ids, config.data.val_fraction, config.training.seed, strata)
 
