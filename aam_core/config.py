@@ -170,14 +170,23 @@ def save_config(config: RunConfig, path: str | Path) -> None:
     Path(path).write_text(json.dumps(unstructure(config), indent=2, sort_keys=True) + "\n")
 
 
-def load_config(path: str | Path) -> RunConfig:
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The raw JSON of a config file; it may hold only some sections and fields (a recipe such
+    as ``examples/oral-age-recommended.json`` leaves out the data paths)."""
     try:
         data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
+    except (FileNotFoundError, IsADirectoryError):
         raise ConfigError(f"Config file not found: {path}") from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"Config file {path} is not valid JSON: {exc}") from None
-    return structure(data, RunConfig, f"config file {path}")
+    if not isinstance(data, dict):
+        raise ConfigError(f"Config file {path} must hold a JSON object.")
+    return data
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """A complete run config (a run's ``config.json``)."""
+    return structure(read_config_file(path), RunConfig, f"config file {path}")
 
 
 def structure_options(spec: Any, values: dict[str, Any]) -> Any:

@@ -19,7 +19,7 @@ from aam_core.config import (
     ModelConfig,
     RunConfig,
     TrainConfig,
-    load_config,
+    read_config_file,
     split_columns,
     structure,
     unstructure,
@@ -84,13 +84,18 @@ def translate_legacy(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_config(config: RunConfig | str | Path | None = None, **options: Any) -> RunConfig:
-    """A base config (object, JSON path or None) updated with flat options; validated."""
-    if isinstance(config, str | Path):
-        config = load_config(config)
+    """A base config (object, JSON path or None) updated with flat options; validated.
+
+    A JSON file may be partial (any subset of sections and fields); flags fill in the rest."""
+    if config is None:
+        data: dict[str, Any] = {}
+    elif isinstance(config, RunConfig):
+        data = unstructure(config)
+    else:
+        data = read_config_file(config)
     options = translate_legacy({k: v for k, v in options.items() if v is not None})
-    data = unstructure(config) if config is not None else {"data": {}}
-    data.setdefault("model", {})
-    data.setdefault("training", {})
+    for section in ("data", "model", "training"):
+        data.setdefault(section, {})
     fusion_names = None
     for key, value in options.items():
         if key == "output_dir":
@@ -106,4 +111,5 @@ def build_config(config: RunConfig | str | Path | None = None, **options: Any) -
             data["model"].setdefault("fusion_options", {})[key] = value
     if "table" not in data["data"]:
         raise ConfigError("--table is required (or --demo).")
-    return structure(data, RunConfig)
+    where = f"config file {config}" if isinstance(config, str | Path) else "configuration"
+    return structure(data, RunConfig, where)

@@ -57,6 +57,8 @@ def _warn_combinations(config: RunConfig, explicit: set[str]) -> None:
             warnings.warn(
                 f"--fusion {model.fusion} has no effect without --categorical-columns.", stacklevel=3
             )
+    if config.training.categorical_lr and not (data.categorical_columns or model.conditional_output_scaling):
+        warnings.warn("--categorical-lr has no effect without --categorical-columns.", stacklevel=3)
     column = model.conditional_output_scaling
     if column and column not in data.categorical_columns:
         warnings.warn(
