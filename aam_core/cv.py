@@ -154,7 +154,7 @@ def cross_validate(
     :func:`aam_core.api.train` unchanged (``epochs=``, ``fusion=``, ``config=``...).
     ``baseline=None`` runs AAM alone.
     """
-    clash = [k for k in _PER_FOLD if k in train_options]
+    clash = [k for k in (*_PER_FOLD, "seed") if k in train_options]
     if clash:
         raise ConfigError(
             f"{', '.join(clash)} cannot be set for cross-validation: the folds set them."
@@ -221,6 +221,7 @@ def cross_validate(
             train_samples=train_ids,
             val_samples=val_ids,
             force=force,
+            seed=seed,
             **train_options,
         )
         outputs = {AAM: result.predictions}

@@ -193,9 +193,10 @@ def test_cli(study, tmp_path, fake_train, capsys, monkeypatch):
     rows = {line.split()[0]: line for line in stdout.splitlines() if line.strip()}
     assert "±" in rows["aam"] and "±" in rows["random-forest"]
     assert "MAE" in rows["model"] and "R²" in rows["model"]
-    # only the flags given reach train(); the rest keep train()'s own defaults
+    # only the flags given reach train(), plus the one seed that also drew the folds
     extra = {k for k in fake_train.calls[0] if k not in ("output_dir", "train", "val")}
-    assert extra == {"table", "epochs", "lr", "force"}
+    assert extra == {"table", "epochs", "lr", "force", "seed"}
+    assert fake_train.calls[0]["seed"] == 42
     assert fake_train.calls[0]["epochs"] == 2 and fake_train.calls[0]["lr"] == 0.001
 
     code, _, err = run_aam(args, capsys, monkeypatch)

@@ -4,49 +4,9 @@ from __future__ import annotations
 
 import math
 
-import attrs
 import click
 
-from aam_core.config import DataConfig, ModelConfig, TrainConfig
-
-
-def _default(config: type, name: str) -> str:
-    """The training default shown in --help; the flag itself defaults to None (not passed)."""
-    field = attrs.fields_dict(config)[name]
-    value = field.default
-    if isinstance(value, attrs.Factory):
-        value = value.factory()
-    return "none" if value in (None, []) else str(value)
-
-
-#: Training flags passed to aam_core.api.train when given: (flag name, type, config, help).
-TRAIN_FLAGS = (
-    ("epochs", int, TrainConfig, "Training epochs per fold."),
-    ("batch_size", int, TrainConfig, "Samples per batch."),
-    ("lr", float, TrainConfig, "Peak learning rate."),
-    ("categorical_columns", str, DataConfig, "Comma-separated categorical metadata columns."),
-    ("fusion", str, ModelConfig, "How sequences and categorical metadata combine."),
-    ("target_transform", str, TrainConfig, "Reversible scaling of the target."),
-    ("max_asvs", int, DataConfig, "Most abundant ASVs kept per sample."),
-    ("embedding_dim", int, ModelConfig, "Width of the model."),
-    ("attention_layers", int, ModelConfig, "Transformer layers of the sample encoder."),
-    ("attention_heads", int, ModelConfig, "Attention heads."),
-    ("dropout", float, ModelConfig, "Dropout rate."),
-    ("device", str, TrainConfig, "Device for training (cuda, cuda:1, cpu)."),
-)
-
-
-def _train_options(func):
-    for name, kind, config, text in reversed(TRAIN_FLAGS):
-        func = click.option(
-            "--" + name.replace("_", "-"),
-            name,
-            type=kind,
-            default=None,
-            show_default=_default(config, name),
-            help=text,
-        )(func)
-    return func
+from aam_core.cli.train import MODEL_AND_TRAINING, apply_options, model_and_training_options
 
 
 def _cell(mean: float, sd: float) -> str:
@@ -55,7 +15,6 @@ def _cell(mean: float, sd: float) -> str:
     return f"{mean:.3f}" if math.isnan(sd) else f"{mean:.3f} ± {sd:.3f}"
 
 
-@click.command("cv", short_help="Cross-validate AAM against a baseline on identical folds.")
 @click.option(
     "--table", required=True, type=click.Path(exists=True, dir_okay=False), help="BIOM table."
 )
@@ -71,7 +30,6 @@ def _cell(mean: float, sd: float) -> str:
 @click.option(
     "--output-dir", required=True, type=click.Path(file_okay=False), help="Where runs go."
 )
-@click.option("--seed", type=int, default=42, help="Seed of the fold assignment.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output directory's runs.")
 @click.option(
     "--baseline", default="random-forest", help="Baseline run on the same folds ('none': AAM only)."
@@ -81,14 +39,7 @@ def _cell(mean: float, sd: float) -> str:
     type=click.Path(exists=True, dir_okay=False),
     help="JSON training config (as written to config.json), passed to every fold.",
 )
-@click.option(
-    "--sequences", type=click.Path(exists=True, dir_okay=False), help="FASTA for hashed IDs."
-)
-@click.option(
-    "--classifier", is_flag=True, help="Classify a categorical target instead of regressing."
-)
-@_train_options
-def command(**kwargs) -> None:
+def _cv(**kwargs) -> None:
     """Cross-validate AAM and a baseline on the same folds; print mean ± sd per model.
 
     Writes folds.tsv, fold-<k>/ runs, pooled_<model>.tsv and cv_metrics.json to --output-dir.
@@ -96,12 +47,12 @@ def command(**kwargs) -> None:
     """
     from aam_core.cv import cross_validate
 
-    given = {
-        name: kwargs.pop(name) for name in [f for f, *_ in TRAIN_FLAGS] + ["config", "sequences"]
-    }
-    train_options = {name: value for name, value in given.items() if value is not None}
-    if kwargs.pop("classifier"):
-        train_options["classifier"] = True
+    train_options = model_and_training_options(kwargs)
+    if "seed" in train_options:  # one seed for the folds and every fold's training
+        kwargs["seed"] = train_options.pop("seed")
+    config = kwargs.pop("config")
+    if config is not None:
+        train_options["config"] = config
     if kwargs["baseline"].strip().lower() == "none":
         kwargs["baseline"] = None
 
@@ -121,3 +72,8 @@ def command(**kwargs) -> None:
     for line in [header, *rows]:
         click.echo("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
     click.echo(f"Results: {result.output_dir}")
+
+
+command = click.command(
+    "cv", short_help="Cross-validate AAM against a baseline on identical folds."
+)(apply_options(_cv, MODEL_AND_TRAINING))

@@ -57,7 +57,7 @@ FUSION_OPTIONS = [
 ]
 
 
-def _apply(func, options):
+def apply_options(func, options):
     for decorator in reversed(options):
         func = decorator(func)
     return func
@@ -88,6 +88,37 @@ def _show_guide(ctx: click.Context, _param: click.Parameter, value: bool) -> Non
     ctx.exit(0)
 
 
+#: Split and file flags: cross-validation sets these itself.
+SPLIT_AND_FILES = ("table", "metadata", "metadata_column", "val_fraction", "stratify_by")
+
+#: Model and training flags, shared by ``aam train`` and ``aam cv``.
+MODEL_AND_TRAINING = [
+    *(config_option("data", n, h, **kw) for n, h, kw in DATA if n not in SPLIT_AND_FILES),
+    *(config_option("model", n, h, **kw) for n, h, kw in MODEL),
+    config_option("model", "classifier", "Classify the target column instead of regressing it.", is_flag=True),
+    bool_option("model", "count_prediction", "Predict each ASV's abundance as an auxiliary task."),
+    *(click.option("--" + n.replace("_", "-"), n, type=int, default=None, help=h) for n, h in FUSION_OPTIONS),
+    click.option("--fusion-option", "fusion_option", multiple=True, metavar="KEY=VALUE", help="An option of a third-party fusion plugin."),
+    *(config_option("training", n, h, **kw) for n, h, kw in TRAINING),
+    bool_option("training", "amp", "Mixed precision (bfloat16) on CUDA."),
+    click.option("--normalize-targets/--no-normalize-targets", default=None, help="Deprecated: use --target-transform minmax / none."),
+    click.option("--normalize-targets-by", default=None, help="Deprecated: use --target-transform zscore-category --normalize-by COL."),
+    click.option("--log-transform-targets", is_flag=True, default=None, help="Deprecated: use --target-transform log-minmax."),
+]
+
+MODEL_AND_TRAINING_NAMES = [
+    *(n for n, _, _ in DATA if n not in SPLIT_AND_FILES),
+    *(n for n, _, _ in MODEL),
+    "classifier",
+    "count_prediction",
+    *(n for n, _ in FUSION_OPTIONS),
+    *(n for n, _, _ in TRAINING),
+    "amp",
+    "normalize_targets",
+    "normalize_targets_by",
+    "log_transform_targets",
+]
+
 _OPTIONS = [
     click.option("--demo", is_flag=True, help="Train on the embedded demo dataset (oral-age subset)."),
     click.option("--config", "config_file", type=click.Path(), help="JSON run config (flags override it)."),
@@ -101,29 +132,29 @@ _OPTIONS = [
         callback=_show_guide,
         help="Print which fusion to use for which need, and exit.",
     ),
-    *(config_option("data", n, h, **kw) for n, h, kw in DATA),
-    *(config_option("model", n, h, **kw) for n, h, kw in MODEL),
-    config_option("model", "classifier", "Classify the target column instead of regressing it.", is_flag=True),
-    bool_option("model", "count_prediction", "Predict each ASV's abundance as an auxiliary task."),
-    *(click.option("--" + n.replace("_", "-"), n, type=int, default=None, help=h) for n, h in FUSION_OPTIONS),
-    click.option("--fusion-option", "fusion_option", multiple=True, metavar="KEY=VALUE", help="An option of a third-party fusion plugin."),
-    *(config_option("training", n, h, **kw) for n, h, kw in TRAINING),
-    bool_option("training", "amp", "Mixed precision (bfloat16) on CUDA."),
-    click.option("--normalize-targets/--no-normalize-targets", default=None, help="Deprecated: use --target-transform minmax / none."),
-    click.option("--normalize-targets-by", default=None, help="Deprecated: use --target-transform zscore-category --normalize-by COL."),
-    click.option("--log-transform-targets", is_flag=True, default=None, help="Deprecated: use --target-transform log-minmax."),
+    *(config_option("data", n, h, **kw) for n, h, kw in DATA if n in SPLIT_AND_FILES),
+    *MODEL_AND_TRAINING,
 ]
 
 
-def _train(demo: bool, config_file: str | None, force: bool, fusion_option: tuple[str, ...], **params) -> None:
-    """Train a model on a BIOM table and a metadata column."""
-    from aam_core.api import train
-
+def model_and_training_options(params: dict) -> dict:
+    """The flags of :data:`MODEL_AND_TRAINING` the user gave, as API keywords (consumed from
+    ``params``)."""
     for flag in ("classifier", "log_transform_targets"):  # plain flags: absent means "not given"
         if params.get(flag) is False:
             params[flag] = None
-    options = given(params)
+    fusion_option = params.pop("fusion_option", ())
+    options = given({name: params.pop(name) for name in MODEL_AND_TRAINING_NAMES if name in params})
     options.update(_parse_fusion_options(fusion_option))
+    return options
+
+
+def _train(demo: bool, config_file: str | None, force: bool, **params) -> None:
+    """Train a model on a BIOM table and a metadata column."""
+    from aam_core.api import train
+
+    options = model_and_training_options(params)
+    options.update(given(params))
     if demo:
         from aam_core.data.demo import demo_options
 
@@ -132,4 +163,4 @@ def _train(demo: bool, config_file: str | None, force: bool, fusion_option: tupl
     click.echo(f"Best epoch {result.best_epoch}; outputs in {result.output_dir}")
 
 
-command = click.command("train")(_apply(_train, _OPTIONS))
+command = click.command("train")(apply_options(_train, _OPTIONS))
