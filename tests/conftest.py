@@ -17,12 +17,24 @@ Fixtures
     The real dataset in ``../shared/data/oral-age``; skips the test when it is absent.
 ``fresh_registry -> PluginRegistry``
     A new registry over the ``aam`` entry-point group, unshared with ``aam_core.registry()``.
+``tiny_model -> dict``
+    Options of a tiny, fast model (D=16, 2 heads, 1 layer, 1 epoch, batch 8, 40 bp).
+``as_flags(options) -> list[str]``
+    ``{'embedding_dim': 16, 'force': True}`` → ``['--embedding-dim', '16', '--force']``.
+``run_cli(*args) -> CliResult``
+    Runs ``aam`` as the console script does; returns ``code``, ``out`` and ``err``.
+``read_tensorboard(run_dir) -> EventAccumulator``
+    The run's ``tensorboard/`` events, loaded in full (``.Scalars(tag)``, ``.Tags()``).
+``recorded_plots -> list[PlotCall]``
+    Replaces training's predicted-vs-actual PNG and TensorBoard figure with a recorder (fast);
+    each entry holds the ``actual`` and ``predicted`` values that would have been drawn.
 
 Every test session runs torch on one thread (``_one_torch_thread``, autouse).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -224,3 +236,118 @@ def oral_age() -> OralAgePaths:
 def fresh_registry() -> PluginRegistry:
     """A new plugin registry over the ``aam`` group; nothing is shared with other tests."""
     return PluginRegistry()
+
+
+TINY_MODEL = {
+    "embedding_dim": 16,
+    "attention_heads": 2,
+    "attention_layers": 1,
+    "epochs": 1,
+    "batch_size": 8,
+    "max_bp": 40,
+}
+
+
+@pytest.fixture
+def tiny_model() -> dict[str, object]:
+    """Options (API keyword names) of a tiny model that trains in well under a second."""
+    return dict(TINY_MODEL)
+
+
+def _as_flags(options: dict[str, object]) -> list[str]:
+    flags: list[str] = []
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            flags.append(flag)
+        elif value is not None and value is not False:
+            flags += [flag, ",".join(value) if isinstance(value, list | tuple) else str(value)]
+    return flags
+
+
+@pytest.fixture
+def as_flags() -> Callable[[dict[str, object]], list[str]]:
+    """``as_flags({'embedding_dim': 16, 'force': True})`` → ``['--embedding-dim', '16', '--force']``."""
+    return _as_flags
+
+
+@attrs.frozen
+class CliResult:
+    """Exit status and captured output of one ``aam`` invocation."""
+
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def run_cli(capsys, monkeypatch) -> Callable[..., CliResult]:
+    """``run_cli('train', '--table', path, ...)``: ``aam_core.cli.main`` as the console script
+    calls it; an uncaught exception propagates (so a traceback fails the test)."""
+    from aam_core.cli import main
+
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # main() replaces it
+
+    def run(*args: object) -> CliResult:
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = 0 if exc.code is None else exc.code
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+@attrs.frozen(eq=False)
+class PlotCall:
+    """What one predicted-vs-actual figure would have shown."""
+
+    actual: np.ndarray
+    predicted: np.ndarray
+
+
+@pytest.fixture
+def recorded_plots(monkeypatch) -> list[PlotCall]:
+    """Training's predicted-vs-actual figures (PNG and TensorBoard) replaced by a recorder.
+
+    Drawing them costs most of a tiny run; tests that do not look at the PNG use this to run
+    several times faster, and can check the plotted values. No PNG is written."""
+    import matplotlib.figure
+
+    from aam_core.training import artifacts
+
+    calls: list[PlotCall] = []
+
+    def record(actual, predicted) -> None:
+        calls.append(PlotCall(np.asarray(actual), np.asarray(predicted)))
+
+    def figure(actual, predicted, title):  # noqa: ARG001 - the plot function's signature
+        record(actual, predicted)
+        return matplotlib.figure.Figure(figsize=(0.5, 0.5), dpi=20)
+
+    def save(actual, predicted, path, title):  # noqa: ARG001 - the plot function's signature
+        record(actual, predicted)
+        return Path(path)
+
+    monkeypatch.setattr(artifacts, "predicted_vs_actual_figure", figure)
+    monkeypatch.setattr(artifacts, "save_predicted_vs_actual", save)
+    return calls
+
+
+@pytest.fixture
+def read_tensorboard() -> Callable[[Path], object]:
+    """``read_tensorboard(run_dir)``: the EventAccumulator of ``run_dir/tensorboard``, reloaded
+    with nothing sampled away."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def read(run_dir: Path):
+        events = EventAccumulator(
+            str(Path(run_dir) / "tensorboard"), size_guidance={"scalars": 0, "histograms": 0}
+        )
+        events.Reload()
+        return events
+
+    return read
