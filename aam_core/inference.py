@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -162,9 +163,16 @@ def predict(
                 for key, value in out.extras.items():
                     extras.setdefault(key, []).extend(value.float().cpu().numpy())
     order = np.concatenate(rows)
-    frame = pd.DataFrame(
-        {"sample_id": dataset.sample_ids[order], "predicted": encoding.decode(np.concatenate(outputs), order)}
-    )
+    predicted = pd.Series(encoding.decode(np.concatenate(outputs), order))
+    empty = np.asarray(dataset.counts[order].sum(axis=1)).ravel() == 0
+    if empty.any():
+        warnings.warn(
+            f"{int(empty.sum())} samples have no reads (e.g. '{dataset.sample_ids[order][empty][0]}'); "
+            "their prediction is left empty.",
+            stacklevel=2,
+        )
+        predicted[empty] = None
+    frame = pd.DataFrame({"sample_id": dataset.sample_ids[order], "predicted": predicted})
     column = config.data.metadata_column
     if column and column in dataset.metadata.columns:
         actual = dataset.metadata[column].to_numpy()[order]

@@ -303,15 +303,6 @@ def test_log_transform_checks_validation_targets_too(tiny_data, tiny_model, writ
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: the fusion name and its options are only checked when --categorical-columns is "
-        "given (aam_core/model/build.py builds the fusion only then); without it a misspelt "
-        "--fusion or an option the default fusion does not take trains with a warning instead "
-        "of failing."
-    ),
-)
 @pytest.mark.parametrize(
     ("flags", "needles"),
     [

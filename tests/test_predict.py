@@ -192,15 +192,6 @@ def test_metadata_without_the_categorical_column(trained, tiny_data, write_tsv, 
     assert "'site'" in result.err and "ages.tsv" in result.err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: predict() drops table samples that --metadata lacks (aam_core/inference.py, "
-        "load_dataset drops samples missing from the metadata), even for a model without "
-        "categorical inputs where the metadata only supplies 'actual'; they should be predicted "
-        "(actual empty) or at least warned about, not only logged."
-    ),
-)
 def test_predict_keeps_samples_the_metadata_lacks(
     tiny_data, tiny_model, recorded_plots, write_tsv, tmp_path
 ):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 import attrs
 import numpy as np
@@ -66,8 +67,9 @@ def load_dataset(
 ) -> Dataset:
     """Read, align and filter the table and metadata named in ``config``.
 
-    Samples missing from either file, with an empty or non-numeric target, or with no reads are
-    dropped and counted in the log; if none remain, that is a :class:`DataError`.
+    For training (``target_required``), samples missing from either file, with an empty or
+    non-numeric target, or with no reads are dropped and counted in the log; if none remain, that
+    is a :class:`DataError`. For prediction every sample of the table is kept.
     """
     table = read_table(config.table)
     sequences = np.array(feature_sequences(table, config.table, config.sequences), dtype=object)
@@ -101,7 +103,6 @@ def load_dataset(
     keep = np.ones(len(sample_ids), dtype=bool)
     if config.metadata is not None:
         in_meta = np.isin(sample_ids, metadata.index.to_numpy())
-        _drop(f"in {config.table} but not in {config.metadata}", int((~in_meta).sum()))
         n_meta_only = len(set(metadata.index) - set(sample_ids))
         if n_meta_only:
             log.info("%d samples of %s are not in %s.", n_meta_only, config.metadata, config.table)
@@ -110,10 +111,19 @@ def load_dataset(
                 f"No sample IDs are shared by {config.table} and {config.metadata} "
                 f"(table: '{sample_ids[0]}', metadata: '{metadata.index[0]}')."
             )
-        keep &= in_meta
-    empty = np.asarray(counts.sum(axis=1)).ravel() == 0
-    _drop("no reads", int((empty & keep).sum()))
-    keep &= ~empty
+        if target_required:
+            _drop(f"in {config.table} but not in {config.metadata}", int((~in_meta).sum()))
+            keep &= in_meta
+        elif not in_meta.all():
+            warnings.warn(
+                f"{int((~in_meta).sum())} samples of {config.table} are not in {config.metadata} "
+                f"(e.g. '{sample_ids[~in_meta][0]}'); their metadata inputs are unknown.",
+                stacklevel=2,
+            )
+    if target_required:  # for prediction every sample of the table is kept
+        empty = np.asarray(counts.sum(axis=1)).ravel() == 0
+        _drop("no reads", int((empty & keep).sum()))
+        keep &= ~empty
 
     metadata = metadata.reindex(sample_ids)
     target = None

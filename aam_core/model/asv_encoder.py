@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aam_core.data.tokens import PAD, VOCAB_SIZE
-from aam_core.model.layers import AttentionPooling, TransformerStack
+from aam_core.model.layers import TransformerStack
 
 
 class ASVEncoder(nn.Module):
@@ -37,7 +37,7 @@ class ASVEncoder(nn.Module):
         self.positions = nn.Parameter(torch.zeros(math.ceil(max_bp / patch_size), dim))
         nn.init.normal_(self.positions, std=0.02)
         self.transformer = TransformerStack(dim, heads, layers, ff_mult, dropout=0.0)
-        self.pool = AttentionPooling(dim)
+        self.readout = nn.Linear(self.positions.shape[0] * dim, dim)
 
     def tokens(self, asv_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[U, L]`` bases → patch tokens ``[U, P, D]`` (before the transformer) and mask ``[U, P]``."""
@@ -59,4 +59,6 @@ class ASVEncoder(nn.Module):
     def forward(self, asv_tokens: torch.Tensor) -> torch.Tensor:
         """``[U, L]`` → ``[U, D]``."""
         x, mask = self.tokens(asv_tokens)
-        return self.pool(self.transformer(x, mask), mask)
+        h = self.transformer(x, mask) * mask[..., None]
+        h = F.pad(h, (0, 0, 0, self.positions.shape[0] - h.shape[1]))
+        return self.readout(h.flatten(1))

@@ -118,6 +118,8 @@ def train(
     if not config.output_dir:
         raise ConfigError("--output-dir is required.")
     check_output_dir(config.output_dir, force)
+    fusion_spec = get_plugin("fusion", config.model.fusion)  # checked even when unused
+    fusion_spec.make_options(config.model.fusion_options)
     _warn_combinations(config, set(options))
     strategy = get_plugin("parallel", config.training.parallel).factory(device=config.training.device, options=None)
     device = strategy.root_device
