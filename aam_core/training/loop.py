@@ -83,6 +83,7 @@ def run_loop(
 
     for epoch in range(1, settings.epochs + 1):
         module.train()
+        lrs = {f"lr/{group['name']}": group["lr"] for group in optimizer.param_groups}
         started = time.perf_counter()
         totals: dict[str, float] = {}
         n_samples = n_batches = 0
@@ -119,8 +120,7 @@ def run_loop(
         train_logs = {f"train/{k}": v / max(n_batches, 1) for k, v in totals.items()}
         train_logs["speed/samples_per_s"] = n_samples / max(seconds, 1e-9)
         train_logs["speed/epoch_seconds"] = seconds
-        for group in optimizer.param_groups:
-            train_logs[f"lr/{group['name']}"] = group["lr"]
+        train_logs.update(lrs)  # the rates this epoch started with
 
         module.eval()
         with torch.no_grad():
