@@ -105,8 +105,8 @@ def run_baseline(
     train_rows, val_rows = data.rows_of(train_ids), data.rows_of(val_ids)
     x = feature_matrix(data.counts, features)
     used = np.flatnonzero(np.asarray((data.counts[train_rows] != 0).sum(axis=0)).ravel())
-    x_train = x[train_rows][:, used].toarray()
-    x_val = x[val_rows][:, used].toarray()
+    x_train = x[train_rows][:, used]  # sparse: scikit-learn's forests take CSR directly
+    x_val = x[val_rows][:, used]
     log.info(
         "%s: %d training and %d validation samples, %d features (%s).",
         spec.name,

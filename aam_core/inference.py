@@ -20,7 +20,7 @@ import torch
 
 import aam_core
 from aam_core.config import DataConfig, RunConfig, structure, unstructure
-from aam_core.data.batching import iter_batches
+from aam_core.data.batching import Batch, iter_batches
 from aam_core.data.categories import CategoryEncoder
 from aam_core.data.dataset import load_dataset
 from aam_core.errors import CheckpointError, PluginError
@@ -104,10 +104,29 @@ def load_model(path: str | Path, device: str | None = None) -> LoadedModel:
         model.load_state_dict(payload["model_state"])
     except RuntimeError as exc:
         raise CheckpointError(f"{path} does not match the model its config describes: {exc}") from None
-    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    strategy = get_plugin("parallel", config.training.parallel).factory(device=device, options=None)
+    target = strategy.root_device
     model.to(target).eval()
     encoding = TargetEncoding(classes=classes, transform=transform, transform_categories=None)
     return LoadedModel(config=config, model=model, encoder=encoder, encoding=encoding, device=target)
+
+
+def _collect_extras(
+    found: dict[str, dict[int, np.ndarray]], batch: Batch, extras: dict[str, torch.Tensor], sequences: np.ndarray
+) -> None:
+    """Per-sample fusion internals, trimmed to the sample's own ASVs, plus those ASVs' sequences
+    (``asv_sequences``) so each attention row can be read against its ASV."""
+    mask = batch.mask.cpu().numpy()
+    slots = mask.shape[1]
+    features = batch.features[batch.asv_index.cpu().numpy()]
+    arrays = {key: value.float().cpu().numpy() for key, value in extras.items()}
+    for b, row in enumerate(batch.rows):
+        n = int(mask[b].sum())
+        found.setdefault("asv_sequences", {})[row] = sequences[features[b, :n]]
+        for key, array in arrays.items():
+            item = array[b]
+            axis = next((i for i, size in enumerate(item.shape) if size == slots), None)
+            found.setdefault(key, {})[row] = item if axis is None else np.take(item, np.arange(n), axis=axis)
 
 
 def predict(
@@ -122,8 +141,10 @@ def predict(
 ) -> pd.DataFrame | tuple[pd.DataFrame, dict[str, list[np.ndarray]]]:
     """Predict every sample of ``table``: ``sample_id``, ``predicted`` (original units) and
     ``actual`` when ``metadata`` holds the target column. ``metadata`` supplies the categorical
-    inputs. With ``return_extras``, also the fusion's per-sample internals (``gate``,
-    ``attention``...)."""
+    inputs. With ``return_extras``, also ``{name: [one array per sample]}`` of the fusion's
+    internals (``gate [D]``, ``attention [heads, S, K]``...) trimmed to each sample's ASVs, and
+    ``asv_sequences`` naming those ASVs in the same order; samples without reads get None and an
+    empty prediction."""
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     config = loaded.config
     encoding = loaded.encoding
@@ -139,43 +160,41 @@ def predict(
         categorical_columns=list(loaded.encoder.columns),
         max_bp=config.data.max_bp,
         max_asvs=config.data.max_asvs,
+        rarefy_depth=config.data.rarefy_depth,
     )
     dataset = load_dataset(data_config, target_required=False, extra_columns=extra)
     codes = loaded.encoder.encode(dataset)
     if by:
         encoding = attrs.evolve(encoding, transform_categories=dataset.column(by))
+    empty = np.asarray(dataset.counts.sum(axis=1)).ravel() == 0
+    if empty.any():
+        warnings.warn(
+            f"{int(empty.sum())} samples have no reads (e.g. '{dataset.sample_ids[empty][0]}'); "
+            "their prediction is left empty.",
+            stacklevel=2,
+        )
     batches = iter_batches(
         dataset,
-        np.arange(len(dataset)),
+        np.flatnonzero(~empty),
         batch_size or config.training.batch_size,
         max_asvs=config.data.max_asvs,
         categories=codes,
         target=None,
         bucket=loaded.device.type == "cuda",
     )
-    rows, outputs = [], []
-    extras: dict[str, list[np.ndarray]] = {}
+    predicted = pd.Series([None] * len(dataset), dtype=object if config.model.classifier else float)
+    per_sample: dict[str, dict[int, np.ndarray]] = {}
     with torch.no_grad():
         for batch, out in forward_batches(loaded.model, batches, loaded.device, nullcontext):
-            rows.append(batch.rows)
-            outputs.append(out.prediction.float().cpu().numpy())
+            decoded = encoding.decode(out.prediction.float().cpu().numpy(), batch.rows)
+            predicted.iloc[batch.rows] = decoded
             if return_extras:
-                for key, value in out.extras.items():
-                    extras.setdefault(key, []).extend(value.float().cpu().numpy())
-    order = np.concatenate(rows)
-    predicted = pd.Series(encoding.decode(np.concatenate(outputs), order))
-    empty = np.asarray(dataset.counts[order].sum(axis=1)).ravel() == 0
-    if empty.any():
-        warnings.warn(
-            f"{int(empty.sum())} samples have no reads (e.g. '{dataset.sample_ids[order][empty][0]}'); "
-            "their prediction is left empty.",
-            stacklevel=2,
-        )
-        predicted[empty] = None
-    frame = pd.DataFrame({"sample_id": dataset.sample_ids[order], "predicted": predicted})
+                _collect_extras(per_sample, batch, out.extras, dataset.sequences)
+    extras = {key: [found.get(row) for row in range(len(dataset))] for key, found in per_sample.items()}
+    frame = pd.DataFrame({"sample_id": dataset.sample_ids, "predicted": predicted})
     column = config.data.metadata_column
     if column and column in dataset.metadata.columns:
-        actual = dataset.metadata[column].to_numpy()[order]
+        actual = dataset.metadata[column].to_numpy()
         frame.insert(1, "actual", actual if config.model.classifier else pd.to_numeric(actual, errors="coerce"))
     if output is not None:
         write_tsv_atomic(frame, output)

@@ -50,6 +50,8 @@ def translate_legacy(options: dict[str, Any]) -> dict[str, Any]:
     """Map the old target flags onto ``--target-transform`` / ``--normalize-by``, warning once
     each; an old flag together with a new one is an error."""
     options = dict(options)
+    if options.get("log_transform_targets") is False:  # a plain flag: False means "not given"
+        options.pop("log_transform_targets")
     old = {k: options.pop(k) for k in LEGACY if options.get(k) is not None}
     if not old:
         return options
@@ -64,17 +66,21 @@ def translate_legacy(options: dict[str, Any]) -> dict[str, Any]:
         columns = [c.strip() for c in (by.split(",") if isinstance(by, str) else by) if c.strip()]
         if len(columns) != 1:
             raise ConfigError("--normalize-targets-by takes exactly one column with zscore-category.")
-        if old.get("log_transform_targets"):
-            raise ConfigError("--log-transform-targets cannot be combined with --normalize-targets-by.")
+        if old.get("log_transform_targets") or old.get("normalize_targets") is False:
+            other = "--log-transform-targets" if old.get("log_transform_targets") else "--no-normalize-targets"
+            raise ConfigError(f"{other} cannot be combined with --normalize-targets-by.")
         options.update(target_transform="zscore-category", normalize_by=columns[0])
         replacement = f"--target-transform zscore-category --normalize-by {columns[0]}"
         warnings.warn(f"--normalize-targets-by is deprecated; use {replacement}.", FutureWarning, stacklevel=3)
         return options
     normalize = old.get("normalize_targets", True)
     log = bool(old.get("log_transform_targets"))
-    name = ("log-minmax" if log else "minmax") if normalize else ("log-zscore" if log else "none")
     if log and not normalize:
-        raise ConfigError("--log-transform-targets with --no-normalize-targets has no replacement; use --target-transform log-zscore.")
+        raise ConfigError(
+            "--log-transform-targets with --no-normalize-targets has no replacement; "
+            "use --target-transform log-zscore."
+        )
+    name = ("log-minmax" if log else "minmax") if normalize else "none"
     used = " and ".join(
         "--no-normalize-targets" if k == "normalize_targets" and not v else _flag(k) for k, v in old.items()
     )
@@ -96,6 +102,8 @@ def build_config(config: RunConfig | str | Path | None = None, **options: Any) -
     options = translate_legacy({k: v for k, v in options.items() if v is not None})
     for section in ("data", "model", "training"):
         data.setdefault(section, {})
+    if "fusion" in options and options["fusion"] != data["model"].get("fusion"):
+        data["model"].pop("fusion_options", None)  # they belonged to the file's fusion
     fusion_names = None
     for key, value in options.items():
         if key == "output_dir":

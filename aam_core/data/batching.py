@@ -29,6 +29,7 @@ class Batch:
     target: torch.Tensor | None  # float [B] (model units) or long [B] (class index)
     sample_ids: list[str]
     rows: np.ndarray  # positions of these samples in the dataset they came from
+    features: np.ndarray  # dataset feature index of each real row of asv_tokens [<= U]
 
     def to(self, device: torch.device) -> Batch:
         def move(t):
@@ -103,6 +104,7 @@ def collate(
         target=None if target is None else torch.as_tensor(target[rows]),
         sample_ids=[str(s) for s in dataset.sample_ids[rows]],
         rows=np.asarray(rows),
+        features=unique,
     )
 
 

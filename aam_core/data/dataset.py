@@ -76,6 +76,8 @@ def load_dataset(
     if config.rarefy_depth:
         before = table.shape[1]
         table = table.subsample(config.rarefy_depth, axis="sample", seed=0)
+        if table.shape[1] == 0:
+            raise DataError(f"No sample of {config.table} has --rarefy-depth {config.rarefy_depth} reads.")
         _drop(f"fewer than --rarefy-depth {config.rarefy_depth} reads", before - table.shape[1])
     counts = sample_by_feature(table)
     sample_ids = np.array([str(s) for s in table.ids(axis="sample")], dtype=object)

@@ -29,6 +29,18 @@ RUN_FILES = (
 RUN_DIRS = ("checkpoints", "plots", "tensorboard")
 
 
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
 class RunWriter:
     """Owns ``--output-dir``: config, sample lists, checkpoints, predictions, plots, TensorBoard."""
 
@@ -76,7 +88,9 @@ class RunWriter:
         self._tb.add_figure("val/predicted_vs_actual", figure, epoch, close=True)
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
-        write_text_atomic(self.path / "metrics.json", json.dumps(metrics, indent=2, default=float) + "\n")
+        """``metrics.json``; NaN (R² of a single sample, say) becomes null: strict JSON."""
+        text = json.dumps(_json_safe(metrics), indent=2, allow_nan=False)
+        write_text_atomic(self.path / "metrics.json", text + "\n")
 
     def close(self) -> None:
         if self._tb is not None:

@@ -117,14 +117,17 @@ def run_loop(
             bar.set_postfix(loss=f"{totals['loss'] / n_batches:.4f}", samples_s=f"{speed:.1f}")
         bar.close()
         seconds = time.perf_counter() - started
-        train_logs = {f"train/{k}": v / max(n_batches, 1) for k, v in totals.items()}
+        keys = sorted(totals)
+        means = torch.tensor([totals[k] / max(n_batches, 1) for k in keys], device=strategy.root_device)
+        means = strategy.all_reduce(means, op="mean").tolist()  # averaged over processes
+        train_logs = {f"train/{k}": v for k, v in zip(keys, means, strict=True)}
         train_logs["speed/samples_per_s"] = n_samples / max(seconds, 1e-9)
         train_logs["speed/epoch_seconds"] = seconds
         train_logs.update(lrs)  # the rates this epoch started with
 
         module.eval()
         with torch.no_grad():
-            validation = task.validate(module, autocast)
+            validation = task.validate(strategy.unwrap(module), autocast)
         improved = best is None or validation.score < best.score
         if improved:
             best, best_epoch, stale = validation, epoch, 0
@@ -143,6 +146,7 @@ def run_loop(
                 "  *best*" if improved else "",
             )
         on_epoch(epoch, validation, improved, train_logs)
+        strategy.barrier()
         if settings.patience and stale >= settings.patience:
             log.info("Early stopping: no improvement for %d epochs.", stale)
             break

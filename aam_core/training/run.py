@@ -66,6 +66,8 @@ def _warn_combinations(config: RunConfig, explicit: set[str]) -> None:
             "it scales the output but is not a model input.",
             stacklevel=3,
         )
+    if model.out_dim != 1 and not model.classifier:
+        raise ConfigError(f"--out-dim {model.out_dim}: a regression target column has one output; use 1.")
     if model.classifier and config.training.target_transform != "none" and "target_transform" in explicit:
         warnings.warn("--target-transform is ignored with --classifier.", stacklevel=3)
 
@@ -160,6 +162,7 @@ def train(
         column_names=columns,
         bucket=device.type == "cuda",
         device=device,
+        shard=strategy.shard,
     )
     loaded = LoadedModel(config=config, model=model, encoder=encoder, encoding=encoding, device=device)
     writer = RunWriter(config.output_dir, force=force) if strategy.is_global_zero else None

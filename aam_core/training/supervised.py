@@ -19,6 +19,7 @@ from torch import nn
 
 from aam_core.data.batching import Batch, iter_batches
 from aam_core.data.dataset import Dataset
+from aam_core.errors import TrainingError
 from aam_core.interfaces import TargetTransform
 from aam_core.model.aam import AAMModel, ModelOutput
 from aam_core.training.loop import Validation
@@ -88,6 +89,7 @@ class SupervisedTask:
         column_names: Sequence[str],
         bucket: bool,
         device: torch.device,
+        shard: Callable[[Sequence[int]], list[int]] = list,
     ):
         self.model = model
         self.dataset = dataset
@@ -100,6 +102,7 @@ class SupervisedTask:
         self.count_loss_weight = count_loss_weight if model.count_head is not None else 0.0
         self.column_names = list(column_names)
         self.bucket, self.device = bucket, device
+        self.shard = shard  # this process's share of the training rows (parallel strategies)
 
     def _batches(self, rows: np.ndarray, shuffle: bool, epoch: int = 0) -> Iterator[Batch]:
         return iter_batches(
@@ -115,10 +118,12 @@ class SupervisedTask:
         )
 
     def train_batches(self, epoch: int) -> Iterator[Batch]:
-        return self._batches(self.train_rows, shuffle=True, epoch=epoch)
+        """The same shuffle on every process (seeded by epoch), then this process's shard."""
+        order = np.random.default_rng((self.seed, epoch)).permutation(self.train_rows)
+        return self._batches(np.asarray(self.shard(order), dtype=np.int64), shuffle=False)
 
     def n_train_batches(self) -> int:
-        return -(-len(self.train_rows) // self.batch_size)
+        return -(-len(self.shard(self.train_rows)) // self.batch_size)
 
     def _losses(self, out: ModelOutput, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         if self.encoding.classes is not None:
@@ -169,6 +174,8 @@ class SupervisedTask:
                     values.setdefault(key, []).append(value.detach().float().flatten().cpu())
         rows_all = np.concatenate(rows)
         predicted = self.encoding.decode(np.concatenate(outputs), rows_all)
+        if self.encoding.classes is None and not np.isfinite(predicted).all():
+            raise TrainingError("Validation predictions are not finite (diverged); try a lower --lr.")
         actual = self.dataset.target[rows_all]
         classifier = self.encoding.classes is not None
         metrics = compute_metrics(actual, predicted, classifier)

@@ -149,10 +149,12 @@ class PerceiverFusion(Fusion):
         # A copy, not an expanded view: under no_grad a view of a parameter stays a leaf that
         # requires grad, which trips torch's module tracker (FlopCounterMode).
         latents = self.latents.repeat(b, 1, 1)
-        latents, weights = self.cross(latents, inputs, key_mask, need_weights=True)
+        # The weights are only for inspection: not computed while training.
+        latents, weights = self.cross(latents, inputs, key_mask, need_weights=not self.training)
         for layer in self.layers:
             latents, _ = layer(latents)
-        return FusionOutput(self.norm(latents).mean(dim=1), {"attention": weights})
+        extras = {} if weights is None else {"attention": weights}
+        return FusionOutput(self.norm(latents).mean(dim=1), extras)
 
     def summarize(
         self, extras: dict[str, torch.Tensor], columns: Sequence[str]
