@@ -119,3 +119,20 @@ def test_training_reads_only_the_strategy_shard(tiny_data):
     seen = np.concatenate([b.rows for b in task.train_batches(epoch=1)])
     assert len(seen) == len(rows[::2]) == task.n_train_batches() * 4 - (-len(rows[::2]) % 4)
     assert len(set(seen)) == len(seen)
+
+
+def test_baseline_options_pass_through_key_values(tiny_data, tmp_path, run_cli):
+    train_list = tmp_path / "train.txt"
+    val_list = tmp_path / "val.txt"
+    train_list.write_text("\n".join(tiny_data.sample_ids[:20]) + "\n")
+    val_list.write_text("\n".join(tiny_data.sample_ids[20:]) + "\n")
+    common = [
+        "baseline", "random-forest", "--table", tiny_data.table, "--metadata", tiny_data.metadata,
+        "--metadata-column", "age", "--train-samples", train_list, "--val-samples", val_list,
+    ]  # fmt: skip
+    good = run_cli(*common, "--output", tmp_path / "rf.tsv", "--baseline-option", "n_estimators=5")
+    assert good.code == 0, good.err
+    assert (tmp_path / "rf.tsv").exists()
+    bad = run_cli(*common, "--output", tmp_path / "bad.tsv", "--baseline-option", "bogus=1")
+    assert bad.code == 2 and "--bogus" in bad.err and bad.err.count("\n") == 1
+    assert not (tmp_path / "bad.tsv").exists()

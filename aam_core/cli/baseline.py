@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 from click.core import ParameterSource
 
+from aam_core.cli.options import parse_key_values
+
 #: Flags of baseline options (the random forest's); only those typed on the command line are
 #: passed on, so a baseline without the option rejects them by name.
 OPTION_FLAGS = ("n_estimators", "max_features", "random_seed", "n_jobs")
@@ -56,6 +58,12 @@ _existing = click.Path(exists=True, dir_okay=False)
 )
 @click.option("--random-seed", type=int, default=42, help="Seed of the baseline.")
 @click.option("--n-jobs", type=int, default=-1, help="Worker processes; -1 uses every core.")
+@click.option(
+    "--baseline-option",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An option of a third-party baseline plugin (repeatable).",
+)
 @click.pass_context
 def command(ctx: click.Context, name: str | None, list_only: bool, **kwargs) -> None:
     """Fit baseline NAME (e.g. random-forest) on the training samples and score the validation ones.
@@ -78,6 +86,7 @@ def command(ctx: click.Context, name: str | None, list_only: bool, **kwargs) -> 
         for key in OPTION_FLAGS
         if ctx.get_parameter_source(key) not in (ParameterSource.DEFAULT, None)
     }
+    options.update(parse_key_values(kwargs.pop("baseline_option"), "--baseline-option"))
 
     from aam_core.baseline import run_baseline
 

@@ -6,6 +6,7 @@ import math
 
 import click
 
+from aam_core.cli.options import parse_key_values
 from aam_core.cli.train import MODEL_AND_TRAINING, apply_options, model_and_training_options
 
 
@@ -35,6 +36,12 @@ def _cell(mean: float, sd: float) -> str:
     "--baseline", default="random-forest", help="Baseline run on the same folds ('none': AAM only)."
 )
 @click.option(
+    "--baseline-option",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An option of the baseline (n_estimators=200), repeatable.",
+)
+@click.option(
     "--config",
     type=click.Path(exists=True, dir_okay=False),
     help="JSON training config (as written to config.json), passed to every fold.",
@@ -53,6 +60,7 @@ def _cv(**kwargs) -> None:
     config = kwargs.pop("config")
     if config is not None:
         train_options["config"] = config
+    kwargs["baseline_options"] = parse_key_values(kwargs.pop("baseline_option"), "--baseline-option")
     if kwargs["baseline"].strip().lower() == "none":
         kwargs["baseline"] = None
 

@@ -43,3 +43,26 @@ def bool_option(section: str, name: str, help: str) -> Callable:
 def given(params: dict[str, Any]) -> dict[str, Any]:
     """Only the options the user actually gave."""
     return {k: v for k, v in params.items() if v is not None and v != ()}
+
+
+def _scalar(text: str) -> object:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_key_values(pairs: tuple[str, ...], flag: str) -> dict[str, object]:
+    """``('n_estimators=100', 'criterion=gini')`` → ``{'n_estimators': 100, 'criterion': 'gini'}``:
+    options of third-party plugins, whose flags the core cannot know."""
+    from aam_core.errors import ConfigError
+
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} takes KEY=VALUE, got '{pair}'.")
+        out[key.strip().replace("-", "_")] = _scalar(value.strip())
+    return out

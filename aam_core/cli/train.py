@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-from aam_core.cli.options import bool_option, config_option, given
-from aam_core.errors import ConfigError
+from aam_core.cli.options import bool_option, config_option, given, parse_key_values
 
 DATA = [
     ("table", "BIOM table (HDF5 or JSON) whose feature IDs are ASV sequences.", {"type": click.Path()}),
@@ -61,22 +60,6 @@ def apply_options(func, options):
     for decorator in reversed(options):
         func = decorator(func)
     return func
-
-
-def _parse_fusion_options(pairs: tuple[str, ...]) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--fusion-option takes KEY=VALUE, got '{pair}'.")
-        try:
-            out[key.strip().replace("-", "_")] = int(value)
-        except ValueError:
-            try:
-                out[key.strip().replace("-", "_")] = float(value)
-            except ValueError:
-                out[key.strip().replace("-", "_")] = value
-    return out
 
 
 def _show_guide(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -145,7 +128,7 @@ def model_and_training_options(params: dict) -> dict:
             params[flag] = None
     fusion_option = params.pop("fusion_option", ())
     options = given({name: params.pop(name) for name in MODEL_AND_TRAINING_NAMES if name in params})
-    options.update(_parse_fusion_options(fusion_option))
+    options.update(parse_key_values(fusion_option, "--fusion-option"))
     return options
 
 
