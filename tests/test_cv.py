@@ -186,8 +186,8 @@ def test_cli(study, tmp_path, fake_train, capsys, monkeypatch):
         "--output-dir", str(out),
         "--epochs", "2",
         "--lr", "0.001",
+        *(f for key, value in RF.items() for f in ("--baseline-option", f"{key}={value}")),
     ]  # fmt: skip
-    monkeypatch.setattr(aam_core.cv, "cross_validate", _small_forest(aam_core.cv.cross_validate))
     code, stdout, err = run_aam(args, capsys, monkeypatch)
     assert code == 0, err
     rows = {line.split()[0]: line for line in stdout.splitlines() if line.strip()}
@@ -201,13 +201,6 @@ def test_cli(study, tmp_path, fake_train, capsys, monkeypatch):
 
     code, _, err = run_aam(args, capsys, monkeypatch)
     assert code == 2 and "--force" in err and len(err.strip().splitlines()) == 1
-
-
-def _small_forest(cross_validate_function):
-    def wrapped(**kwargs):
-        return cross_validate_function(**kwargs, baseline_options=RF)
-
-    return wrapped
 
 
 def test_real_training_tiny(study, tmp_path):

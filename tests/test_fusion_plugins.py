@@ -124,6 +124,8 @@ def test_perceiver_cost_is_linear_in_asvs(masked_mean_pool):
 def test_perceiver_attention_extras_and_summary(masked_mean_pool):
     asv, mask, cat = batch()
     fusion = make("perceiver", perceiver_num_latents=5, perceiver_heads=2)
+    assert fusion(asv, mask, cat, masked_mean_pool).extras == {}  # not computed while training
+    fusion.eval()
     out = fusion(asv, mask, cat, masked_mean_pool)
     weights = out.extras["attention"]
     assert weights.shape == (BATCH, 2, 5, SEQ + len(COLUMNS))

@@ -161,6 +161,8 @@ class PerceiverFusion(Fusion):
     ) -> dict[str, float]:
         """Share of the latents' attention on each metadata column (``attention/<column>``) and
         on the ASVs together (``attention_asvs``), averaged over batch, heads and latents."""
+        if "attention" not in extras:  # training mode: no weights were computed
+            return {}
         share = extras["attention"].detach().float().mean(dim=(0, 1, 2))  # [S + K], sums to 1
         n_asv = share.numel() - len(columns)
         out = {"attention_asvs": float(share[:n_asv].sum())}
