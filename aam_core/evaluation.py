@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 
 from aam_core.errors import ConfigError, DataError
-from aam_core.training.metrics import compute_metrics
+from aam_core.training.metrics import METRIC_LABELS, compute_metrics
 
 COLUMNS = ("sample_id", "actual", "predicted")
-REGRESSION_COLUMNS = {"mae": "MAE", "rmse": "RMSE", "r2": "R²", "n": "n"}
-CLASSIFICATION_COLUMNS = {"accuracy": "accuracy", "f1": "F1", "n": "n"}
+REGRESSION_COLUMNS = {k: METRIC_LABELS[k] for k in ("mae", "rmse", "r2", "n")}
+CLASSIFICATION_COLUMNS = {k: METRIC_LABELS[k] for k in ("accuracy", "f1", "n")}
 
 
 def read_predictions(path: str | os.PathLike) -> pd.DataFrame:

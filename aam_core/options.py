@@ -63,7 +63,7 @@ def translate_legacy(options: dict[str, Any]) -> dict[str, Any]:
         )
     by = old.get("normalize_targets_by")
     if by:
-        columns = [c.strip() for c in (by.split(",") if isinstance(by, str) else by) if c.strip()]
+        columns = split_columns(by)
         if len(columns) != 1:
             raise ConfigError("--normalize-targets-by takes exactly one column with zscore-category.")
         if old.get("log_transform_targets") or old.get("normalize_targets") is False:

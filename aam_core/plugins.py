@@ -18,7 +18,7 @@ import pluggy
 
 from aam_core import hookspecs
 from aam_core.errors import PluginError
-from aam_core.specs import SPEC_TYPES
+from aam_core.specs import SPEC_TYPES, kebab
 
 ENTRY_POINT_GROUP = "aam"
 BLOCK_ENV = "AAM_BLOCK_PLUGINS"
@@ -154,7 +154,7 @@ class PluginRegistry:
     def get(self, family: str, name: str) -> Any:
         """The spec registered under ``name``; an unknown name lists the sorted choices."""
         infos = self.infos(family)
-        key = name.strip().lower().replace("_", "-")
+        key = kebab(name)
         if key not in infos:
             choices = ", ".join(infos) or "(none installed)"
             raise PluginError(

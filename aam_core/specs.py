@@ -12,14 +12,15 @@ from typing import Any
 import attrs
 
 
-def _kebab(name: str) -> str:
+def kebab(name: str) -> str:
+    """The form of a name a person types: ``Cross_Attention`` → ``cross-attention``."""
     return name.strip().lower().replace("_", "-").replace(" ", "-")
 
 
 @attrs.frozen
 class _Spec:
     #: The kebab-case name a person types (``--fusion gmu``).
-    name: str = attrs.field(converter=_kebab)
+    name: str = attrs.field(converter=kebab)
     #: Builds the implementation; its arguments depend on the family (see ``interfaces``).
     factory: Callable[..., Any]
     #: One line shown by ``aam plugins``.

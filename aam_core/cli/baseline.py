@@ -12,8 +12,6 @@ from aam_core.cli.options import parse_key_values
 OPTION_FLAGS = ("n_estimators", "max_features", "random_seed", "n_jobs")
 _REQUIRED = ("table", "metadata", "metadata_column", "train_samples", "val_samples", "output")
 
-#: Printed in this order: the headline metric first.
-_METRICS = (("r2", "R²"), ("mae", "MAE"), ("rmse", "RMSE"), ("accuracy", "accuracy"), ("f1", "F1"))
 
 _path = click.Path(dir_okay=False)
 _existing = click.Path(exists=True, dir_okay=False)
@@ -107,10 +105,9 @@ def command(ctx: click.Context, name: str | None, list_only: bool, **kwargs) -> 
         f"Samples: {result.n_train} training, {result.n_val} validation; "
         f"{result.n_features} features ({kwargs['features']})."
     )
-    shown = [
-        f"{label} {result.metrics[key]:.3f}" for key, label in _METRICS if key in result.metrics
-    ]
-    click.echo(f"{name}: " + " · ".join(shown))
+    from aam_core.training.metrics import format_metrics
+
+    click.echo(f"{name}: " + format_metrics(result.metrics, order=("r2", "mae", "rmse", "accuracy", "f1")))
     click.echo(f"Predictions: {result.output}")
     if result.plot is not None:
         click.echo(f"Plot: {result.plot}")

@@ -8,6 +8,7 @@ import click
 
 from aam_core.cli.options import parse_key_values
 from aam_core.cli.train import MODEL_AND_TRAINING, apply_options, model_and_training_options
+from aam_core.training.metrics import METRIC_LABELS
 
 
 def _cell(mean: float, sd: float) -> str:
@@ -67,8 +68,7 @@ def _cv(**kwargs) -> None:
     result = cross_validate(**kwargs, **train_options)
     summary = result.summary
     metrics = list(dict.fromkeys(summary["metric"]))
-    labels = {"mae": "MAE", "rmse": "RMSE", "r2": "R²", "accuracy": "accuracy", "f1": "F1"}
-    header = ["model", *(labels.get(m, m) for m in metrics)]
+    header = ["model", *(METRIC_LABELS.get(m, m) for m in metrics)]
     rows = []
     for model, part in summary.groupby("model", sort=False):
         by_metric = part.set_index("metric")

@@ -34,11 +34,15 @@ def compute_metrics(actual: np.ndarray, predicted: np.ndarray, classifier: bool)
     return (classification_metrics if classifier else regression_metrics)(actual, predicted)
 
 
-def format_metrics(values: dict[str, float]) -> str:
-    """``MAE 5.12 · RMSE 6.80 · R² 0.41 · n 507`` (or accuracy / F1)."""
-    labels = {"mae": "MAE", "rmse": "RMSE", "r2": "R²", "accuracy": "accuracy", "f1": "F1", "n": "n"}
+#: How each metric is labelled wherever a person reads it (console, tables, plots).
+METRIC_LABELS = {"mae": "MAE", "rmse": "RMSE", "r2": "R²", "accuracy": "accuracy", "f1": "F1", "n": "n"}
+
+
+def format_metrics(values: dict[str, float], order: tuple[str, ...] = tuple(METRIC_LABELS)) -> str:
+    """``MAE 5.12 · RMSE 6.80 · R² 0.41 · n 507`` (or accuracy / F1), in ``order``."""
     parts = []
-    for key, label in labels.items():
+    for key in order:
+        label = METRIC_LABELS[key]
         if key in values:
             value = values[key]
             parts.append(f"{label} {value}" if key == "n" else f"{label} {value:.3f}")

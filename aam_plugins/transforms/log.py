@@ -11,7 +11,7 @@ import numpy as np
 
 from aam_core.errors import DataError
 from aam_core.interfaces import TargetTransform
-from aam_plugins.transforms.identity import FittedTransform, as_target, check_varies
+from aam_plugins.transforms.base import FittedTransform, as_target, check_varies
 from aam_plugins.transforms.minmax import MinMaxTransform
 from aam_plugins.transforms.zscore import ZScoreTransform
 

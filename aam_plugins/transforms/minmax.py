@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from aam_plugins.transforms.identity import FittedTransform, as_target, check_varies
+from aam_plugins.transforms.base import FittedTransform, as_target, check_varies
 
 
 class MinMaxTransform(FittedTransform):

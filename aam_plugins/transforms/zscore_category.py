@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from aam_core.errors import ConfigError
-from aam_plugins.transforms.identity import FittedTransform, as_target, check_varies
+from aam_plugins.transforms.base import FittedTransform, as_target, check_varies
 
 #: How many unseen category names a warning spells out.
 _NAMED_IN_WARNING = 5
