@@ -202,6 +202,7 @@ def test_predict_keeps_samples_the_metadata_lacks(
     )  # fmt: skip
     rows = [[s, a] for s, a in zip(tiny_data.sample_ids[:20], tiny_data.age[:20], strict=True)]
     partial = write_tsv(tmp_path / "partial.tsv", ["sample-id", "age"], rows)
-    frame = predict(best_checkpoint(result), tiny_data.table, metadata=partial)
+    with pytest.warns(UserWarning, match=r"10 samples of .* are not in .*partial\.tsv"):
+        frame = predict(best_checkpoint(result), tiny_data.table, metadata=partial)
     assert sorted(frame["sample_id"]) == sorted(tiny_data.sample_ids)
     assert frame["actual"].isna().sum() == len(tiny_data.sample_ids) - 20
