@@ -136,3 +136,18 @@ def test_baseline_options_pass_through_key_values(tiny_data, tmp_path, run_cli):
     bad = run_cli(*common, "--output", tmp_path / "bad.tsv", "--baseline-option", "bogus=1")
     assert bad.code == 2 and "--bogus" in bad.err and bad.err.count("\n") == 1
     assert not (tmp_path / "bad.tsv").exists()
+
+
+def test_cli_train_reuses_a_previous_split(tiny_data, tmp_path, run_cli, as_flags, tiny_model, recorded_plots):
+    del recorded_plots
+    first = tmp_path / "first"
+    base = ["train", "--table", tiny_data.table, "--metadata", tiny_data.metadata, "--metadata-column", "age"]
+    assert run_cli(*base, *as_flags(tiny_model), "--output-dir", first).code == 0
+    second = tmp_path / "second"
+    again = run_cli(
+        *base, *as_flags({**tiny_model, "seed": 7}), "--output-dir", second,
+        "--train-samples", first / "train_samples.txt", "--val-samples", first / "val_samples.txt",
+    )  # fmt: skip
+    assert again.code == 0, again.err
+    for name in ("train_samples.txt", "val_samples.txt"):
+        assert (second / name).read_text() == (first / name).read_text()

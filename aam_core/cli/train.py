@@ -107,6 +107,8 @@ _OPTIONS = [
     click.option("--config", "config_file", type=click.Path(), help="JSON run config (flags override it)."),
     click.option("--output-dir", type=click.Path(), help="Where the run's files go.", required=False),
     click.option("--force", is_flag=True, help="Overwrite an output directory that already holds a run."),
+    click.option("--train-samples", type=click.Path(), help="File of training sample IDs (replaces the random split)."),
+    click.option("--val-samples", type=click.Path(), help="File of validation sample IDs (with --train-samples)."),
     click.option(
         "--categorical-help",
         is_flag=True,
@@ -132,7 +134,9 @@ def model_and_training_options(params: dict) -> dict:
     return options
 
 
-def _train(demo: bool, config_file: str | None, force: bool, **params) -> None:
+def _train(
+    demo: bool, config_file: str | None, force: bool, train_samples: str | None, val_samples: str | None, **params
+) -> None:
     """Train a model on a BIOM table and a metadata column."""
     from aam_core.api import train
 
@@ -142,7 +146,7 @@ def _train(demo: bool, config_file: str | None, force: bool, **params) -> None:
         from aam_core.data.demo import demo_options
 
         options = {**demo_options(), **options}
-    result = train(config_file, force=force, **options)
+    result = train(config_file, force=force, train_samples=train_samples, val_samples=val_samples, **options)
     click.echo(f"Best epoch {result.best_epoch}; outputs in {result.output_dir}")
 
 
