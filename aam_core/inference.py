@@ -93,11 +93,7 @@ def load_model(path: str | Path, device: str | None = None) -> LoadedModel:
     columns = list(config.data.categorical_columns)
     if columns:
         _plugin_for("fusion", config.model.fusion, path)
-    scaling = None
-    column = config.model.conditional_output_scaling
-    if column:
-        index = encoder.columns.index(column)
-        scaling = (index, encoder.sizes[index])
+    scaling = encoder.locate(config.model.conditional_output_scaling)
     out_dim = len(classes) if classes else config.model.out_dim
     model = build_model(config, out_dim=out_dim, category_sizes=encoder.sizes[: len(columns)], scaling=scaling)
     try:

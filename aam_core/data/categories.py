@@ -32,6 +32,13 @@ class CategoryEncoder:
         """Embedding rows per column, the reserved unknown row included."""
         return [len(self.vocab[c]) + 1 for c in self.columns]
 
+    def locate(self, column: str | None) -> tuple[int, int] | None:
+        """``(position among the codes, number of codes)`` of ``column``; None for None."""
+        if column is None:
+            return None
+        index = self.columns.index(column)
+        return index, self.sizes[index]
+
     def encode(self, dataset: Dataset) -> np.ndarray:
         """``int64 [n, K]``; unseen categories become 0, with one warning per column."""
         out = np.zeros((len(dataset), len(self.columns)), dtype=np.int64)

@@ -136,10 +136,7 @@ def train(
     encoder_columns = columns + ([scaling_col] if scaling_col and scaling_col not in columns else [])
     encoder = CategoryEncoder.fit(dataset.subset(train_rows), encoder_columns)
     codes = encoder.encode(dataset)
-    scaling = None
-    if scaling_col:
-        index = encoder_columns.index(scaling_col)
-        scaling = (index, encoder.sizes[index])
+    scaling = encoder.locate(scaling_col)
     encoding = _target_encoding(config, dataset, train_rows)
     out_dim = len(encoding.classes) if encoding.classes else config.model.out_dim
 
