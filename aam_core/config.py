@@ -22,24 +22,30 @@ T = TypeVar("T")
 converter = cattrs.Converter(forbid_extra_keys=True)
 
 
-def _positive(instance, attribute, value):  # noqa: ARG001 - attrs validator signature
+def flag_name(attribute: attrs.Attribute) -> str:
+    """The flag a person types for a config or plugin-options field: ``--cross-attn-heads``."""
+    return "--" + attribute.name.replace("_", "-")
+
+
+# Validators for config classes and for plugins' own options classes: errors name the flag.
+def positive(instance, attribute, value):  # noqa: ARG001 - attrs validator signature
     if value is not None and value <= 0:
-        raise ConfigError(f"--{attribute.name.replace('_', '-')} must be positive, got {value}.")
+        raise ConfigError(f"{flag_name(attribute)} must be positive, got {value}.")
 
 
-def _non_negative(instance, attribute, value):  # noqa: ARG001 - attrs validator signature
+def non_negative(instance, attribute, value):  # noqa: ARG001 - attrs validator signature
     if value is not None and value < 0:
-        raise ConfigError(f"--{attribute.name.replace('_', '-')} must be >= 0, got {value}.")
+        raise ConfigError(f"{flag_name(attribute)} must be >= 0, got {value}.")
 
 
 def _unit_interval(instance, attribute, value):  # noqa: ARG001 - attrs validator signature
     if not 0.0 <= value < 1.0:
-        raise ConfigError(f"--{attribute.name.replace('_', '-')} must be in [0, 1), got {value}.")
+        raise ConfigError(f"{flag_name(attribute)} must be in [0, 1), got {value}.")
 
 
 def _fraction(instance, attribute, value):  # noqa: ARG001 - attrs validator signature
     if not 0.0 < value < 1.0:
-        raise ConfigError(f"--{attribute.name.replace('_', '-')} must be between 0 and 1, got {value}.")
+        raise ConfigError(f"{flag_name(attribute)} must be between 0 and 1, got {value}.")
 
 
 def split_columns(value: Any) -> list[str]:
@@ -60,9 +66,9 @@ class DataConfig:
     metadata_column: str | None = None
     sequences: str | None = None
     categorical_columns: list[str] = attrs.field(factory=list, converter=split_columns)
-    max_asvs: int = attrs.field(default=256, validator=_positive)
-    max_bp: int = attrs.field(default=150, validator=_positive)
-    rarefy_depth: int | None = attrs.field(default=None, validator=_positive)
+    max_asvs: int = attrs.field(default=256, validator=positive)
+    max_bp: int = attrs.field(default=150, validator=positive)
+    rarefy_depth: int | None = attrs.field(default=None, validator=positive)
     val_fraction: float = attrs.field(default=0.2, validator=_fraction)
     stratify_by: str | None = None
     normalize_by: str | None = None
@@ -72,17 +78,17 @@ class DataConfig:
 class ModelConfig:
     """Shape of the network and which fusion combines sequences with metadata."""
 
-    embedding_dim: int = attrs.field(default=128, validator=_positive)
-    attention_heads: int = attrs.field(default=4, validator=_positive)
-    attention_layers: int = attrs.field(default=4, validator=_positive)
-    asv_layers: int | None = attrs.field(default=None, validator=_positive)
-    patch_size: int = attrs.field(default=4, validator=_positive)
-    feedforward_mult: int = attrs.field(default=4, validator=_positive)
+    embedding_dim: int = attrs.field(default=128, validator=positive)
+    attention_heads: int = attrs.field(default=4, validator=positive)
+    attention_layers: int = attrs.field(default=4, validator=positive)
+    asv_layers: int | None = attrs.field(default=None, validator=positive)
+    patch_size: int = attrs.field(default=4, validator=positive)
+    feedforward_mult: int = attrs.field(default=4, validator=positive)
     dropout: float = attrs.field(default=0.1, validator=_unit_interval)
     fusion: str = "concat"
     fusion_options: dict[str, Any] = attrs.field(factory=dict)
     classifier: bool = False
-    out_dim: int = attrs.field(default=1, validator=_positive)
+    out_dim: int = attrs.field(default=1, validator=positive)
     count_prediction: bool = True
     conditional_output_scaling: str | None = None
 
@@ -102,20 +108,20 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation, schedule, devices and the target transform."""
 
-    epochs: int = attrs.field(default=50, validator=_positive)
-    batch_size: int = attrs.field(default=16, validator=_positive)
-    lr: float = attrs.field(default=3e-4, validator=_positive)
-    categorical_lr: float | None = attrs.field(default=None, validator=_positive)
-    weight_decay: float = attrs.field(default=0.01, validator=_non_negative)
+    epochs: int = attrs.field(default=50, validator=positive)
+    batch_size: int = attrs.field(default=16, validator=positive)
+    lr: float = attrs.field(default=3e-4, validator=positive)
+    categorical_lr: float | None = attrs.field(default=None, validator=positive)
+    weight_decay: float = attrs.field(default=0.01, validator=non_negative)
     warmup_fraction: float = attrs.field(default=0.05, validator=_unit_interval)
-    grad_clip: float = attrs.field(default=1.0, validator=_non_negative)
-    grad_accum: int = attrs.field(default=1, validator=_positive)
-    patience: int = attrs.field(default=10, validator=_non_negative)
+    grad_clip: float = attrs.field(default=1.0, validator=non_negative)
+    grad_accum: int = attrs.field(default=1, validator=positive)
+    patience: int = attrs.field(default=10, validator=non_negative)
     seed: int = 42
     device: str | None = None
     parallel: str = "single"
     target_transform: str = "zscore"
-    count_loss_weight: float = attrs.field(default=1.0, validator=_non_negative)
+    count_loss_weight: float = attrs.field(default=1.0, validator=non_negative)
     target_loss: str = attrs.field(default="mse", validator=v.in_(["mse", "mae", "huber"]))
     amp: bool = True
 

@@ -79,6 +79,15 @@ class TinyData:
     age: np.ndarray
     site: np.ndarray
 
+    def with_column(self, name: str, values: list[str]) -> TinyData:
+        """Rewrite the metadata with one more column (``sample-id``, age, site, ``name``)."""
+        rows = [
+            [s, a, c, v]
+            for s, a, c, v in zip(self.sample_ids, self.age, self.site, values, strict=True)
+        ]
+        _write_tsv(self.metadata, ["sample-id", "age", "site", name], rows)
+        return self
+
     def config(self, **overrides) -> DataConfig:
         """A :class:`DataConfig` over these files, predicting ``age``."""
         values = {

@@ -62,17 +62,9 @@ def fake_train(monkeypatch) -> FakeTrain:
 
 
 @pytest.fixture
-def study(tiny_data, write_tsv):
+def study(tiny_data):
     """The tiny data with a ``subject`` column: 10 subjects of 3 samples each."""
-    subjects = [f"P{i // 3}" for i in range(len(tiny_data.sample_ids))]
-    rows = [
-        [s, a, site, subject]
-        for s, a, site, subject in zip(
-            tiny_data.sample_ids, tiny_data.age, tiny_data.site, subjects, strict=True
-        )
-    ]
-    write_tsv(tiny_data.metadata, ["sample-id", "age", "site", "subject"], rows)
-    return tiny_data
+    return tiny_data.with_column("subject", [f"P{i // 3}" for i in range(len(tiny_data.sample_ids))])
 
 
 def run(study, output_dir, **kwargs):

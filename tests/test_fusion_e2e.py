@@ -16,17 +16,9 @@ COLUMNS = {"one": ["site"], "two": ["site", "run"]}
 
 
 @pytest.fixture
-def two_columns(tiny_data, write_tsv):
+def two_columns(tiny_data):
     """The tiny data with a second categorical column, ``run`` (r1/r2)."""
-    runs = [f"r{1 + i % 2}" for i in range(len(tiny_data.sample_ids))]
-    rows = [
-        [s, a, c, r]
-        for s, a, c, r in zip(
-            tiny_data.sample_ids, tiny_data.age, tiny_data.site, runs, strict=True
-        )
-    ]
-    write_tsv(tiny_data.metadata, ["sample-id", "age", "site", "run"], rows)
-    return tiny_data
+    return tiny_data.with_column("run", [f"r{1 + i % 2}" for i in range(len(tiny_data.sample_ids))])
 
 
 def train_fusion(data, tiny_model, output_dir, fusion, columns, **options):

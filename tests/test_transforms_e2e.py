@@ -114,17 +114,10 @@ def test_everything_a_person_reads_is_in_original_units(
 
 
 @pytest.fixture
-def with_study(tiny_data, write_tsv):
+def with_study(tiny_data):
     """The tiny data with a numeric-looking ``qiita_study_id`` column, as in oral-age."""
     studies = [("550", "10317", "1841")[i % 3] for i in range(len(tiny_data.sample_ids))]
-    rows = [
-        [s, a, c, q]
-        for s, a, c, q in zip(
-            tiny_data.sample_ids, tiny_data.age, tiny_data.site, studies, strict=True
-        )
-    ]
-    write_tsv(tiny_data.metadata, ["sample-id", "age", "site", "qiita_study_id"], rows)
-    return tiny_data
+    return tiny_data.with_column("qiita_study_id", studies)
 
 
 LEGACY = {

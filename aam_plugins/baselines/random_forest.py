@@ -15,16 +15,13 @@ import numpy as np
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
 from aam_core import hookimpl
+from aam_core.config import flag_name, positive
 from aam_core.errors import ConfigError
 from aam_core.interfaces import Baseline
 from aam_core.specs import BaselineSpec
 
 TASKS = ("classification", "regression")
 _NAMED_MAX_FEATURES = {"sqrt": "sqrt", "log2": "log2", "all": None}
-
-
-def _flag(attribute) -> str:
-    return "--" + attribute.name.replace("_", "-")
 
 
 def parse_max_features(text: str, flag: str = "--max-features") -> str | float | int | None:
@@ -50,17 +47,12 @@ def parse_max_features(text: str, flag: str = "--max-features") -> str | float |
 
 
 def _check_max_features(instance, attribute, value):  # noqa: ARG001 - attrs validator signature
-    parse_max_features(value, _flag(attribute))
-
-
-def _positive(instance, attribute, value):  # noqa: ARG001 - attrs validator signature
-    if value <= 0:
-        raise ConfigError(f"{_flag(attribute)} must be positive, got {value}.")
+    parse_max_features(value, flag_name(attribute))
 
 
 def _n_jobs(instance, attribute, value):  # noqa: ARG001 - attrs validator signature
     if value == 0:
-        raise ConfigError(f"{_flag(attribute)} must be a positive count or -1 (every core), got 0.")
+        raise ConfigError(f"{flag_name(attribute)} must be a positive count or -1 (every core), got 0.")
 
 
 @attrs.frozen
@@ -68,7 +60,7 @@ class RandomForestOptions:
     """Options of the ``random-forest`` baseline."""
 
     #: Trees in the forest.
-    n_estimators: int = attrs.field(default=500, validator=_positive)
+    n_estimators: int = attrs.field(default=500, validator=positive)
     #: Features tried at each split: sqrt, log2, all, a fraction (0.3) or a count (50).
     max_features: str = attrs.field(default="sqrt", converter=str, validator=_check_max_features)
     #: Seed of the bootstrap and feature sampling.

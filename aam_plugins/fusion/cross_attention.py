@@ -23,14 +23,10 @@ import torch
 from torch import nn
 
 from aam_core import hookimpl
+from aam_core.config import positive
 from aam_core.errors import ConfigError
 from aam_core.interfaces import Fusion, FusionOutput, Pool
 from aam_core.specs import FusionSpec
-
-
-def _positive(instance, attribute, value):  # noqa: ARG001 - attrs validator signature
-    if value <= 0:
-        raise ConfigError(f"--{attribute.name.replace('_', '-')} must be positive, got {value}.")
 
 
 @attrs.frozen
@@ -38,7 +34,7 @@ class CrossAttentionOptions:
     """Options of the ``cross-attention`` fusion."""
 
     #: Attention heads; must divide ``--embedding-dim``.
-    cross_attn_heads: int = attrs.field(default=8, validator=_positive)
+    cross_attn_heads: int = attrs.field(default=8, validator=positive)
 
 
 class CrossAttentionFusion(Fusion):

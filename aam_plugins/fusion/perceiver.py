@@ -28,23 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from aam_core import hookimpl
+from aam_core.config import non_negative, positive
 from aam_core.errors import ConfigError
 from aam_core.interfaces import Fusion, FusionOutput, Pool
 from aam_core.specs import FusionSpec
-
-
-def _flag(attribute) -> str:
-    return "--" + attribute.name.replace("_", "-")
-
-
-def _positive(instance, attribute, value):  # noqa: ARG001 - attrs validator signature
-    if value <= 0:
-        raise ConfigError(f"{_flag(attribute)} must be positive, got {value}.")
-
-
-def _non_negative(instance, attribute, value):  # noqa: ARG001 - attrs validator signature
-    if value < 0:
-        raise ConfigError(f"{_flag(attribute)} must be >= 0, got {value}.")
 
 
 @attrs.frozen
@@ -52,11 +39,11 @@ class PerceiverOptions:
     """Options of the ``perceiver`` fusion."""
 
     #: Learned latent vectors that read the inputs.
-    perceiver_num_latents: int = attrs.field(default=16, validator=_positive)
+    perceiver_num_latents: int = attrs.field(default=16, validator=positive)
     #: Self-attention layers over the latents after the cross-attention (0 allowed).
-    perceiver_num_layers: int = attrs.field(default=2, validator=_non_negative)
+    perceiver_num_layers: int = attrs.field(default=2, validator=non_negative)
     #: Attention heads; must divide ``--embedding-dim``.
-    perceiver_heads: int = attrs.field(default=4, validator=_positive)
+    perceiver_heads: int = attrs.field(default=4, validator=positive)
 
 
 class _Attention(nn.Module):
