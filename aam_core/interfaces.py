@@ -121,7 +121,16 @@ class ParallelStrategy(abc.ABC):
 
 
 class Baseline(abc.ABC):
-    """A non-deep model trained on the samples × features matrix, for honest comparison."""
+    """A non-deep model trained on the samples × features matrix, for honest comparison.
+
+    ``fit`` and ``predict`` are required. A classifier that can give class probabilities sets
+    ``classes_`` in ``fit`` and overrides ``predict_proba``; a model that can rank its features
+    overrides ``feature_importances``. Both default to None ("not available"), so a baseline
+    without them still runs: its predictions file then has no probability columns.
+    """
+
+    #: Class labels (text) in the column order of ``predict_proba``; set by ``fit``.
+    classes_: Sequence[str] | None = None
 
     @abc.abstractmethod
     def fit(self, x: np.ndarray, y: np.ndarray) -> Baseline:
@@ -130,3 +139,12 @@ class Baseline(abc.ABC):
     @abc.abstractmethod
     def predict(self, x: np.ndarray) -> np.ndarray:
         """One prediction per row of ``x``."""
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray | None:
+        """Class probabilities ``[n_samples, len(classes_)]``, or None when not available."""
+        del x  # the default model gives no probabilities
+        return None
+
+    def feature_importances(self) -> np.ndarray | None:
+        """One non-negative weight per feature of the fitted model, or None when not available."""
+        return None
