@@ -1,15 +1,22 @@
 """Run a baseline model on the same samples, split and units as an AAM run.
 
 ``run_baseline("random-forest", ...)`` and ``aam baseline random-forest ...`` run the same code:
-load the table and metadata exactly as training does, build the samples × ASVs matrix (relative
-abundance unless ``features="counts"``), fit on the training IDs, predict the validation IDs and
-write ``sample_id, actual, predicted`` — the format of AAM's ``val_predictions.tsv`` — plus a
-predicted-vs-actual PNG for regression.
+load the table and metadata exactly as training does (``rarefy_depth`` included), build the
+samples × ASVs matrix, fit, predict and write ``sample_id, actual, predicted`` — the layout of
+AAM's ``val_predictions.tsv``, with one probability column per class for a classifier that gives
+them — plus figures beside the TSV: predicted vs actual (regression), or a confusion matrix and,
+for two classes, an ROC curve (classification).
+
+Two ways to split:
+
+* training + validation lists: fit on the training samples, score the validation samples;
+* training (+ validation) + test lists: fit on the training *and* validation samples, score the
+  test samples only. A baseline selects no model, so the samples AAM holds out for early stopping
+  are plain training data for it; fitting on them is what makes the test scores comparable.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -20,49 +27,98 @@ import pandas as pd
 from scipy import sparse
 
 from aam_core.config import DataConfig
-from aam_core.data.dataset import load_dataset
-from aam_core.data.samples import Samples, resolve_split
+from aam_core.data.dataset import Dataset, load_dataset
+from aam_core.data.samples import Samples, present, resolve_samples, resolve_split
 from aam_core.errors import ConfigError, DataError
 from aam_core.files import write_tsv_atomic
+from aam_core.interfaces import Baseline
 from aam_core.plugins import get_plugin
-from aam_core.training.metrics import compute_metrics
-
-log = logging.getLogger("aam")
+from aam_core.predictions import predictions_frame
+from aam_core.training.metrics import classification_report, compute_metrics
 
 FEATURES = ("relative", "counts")
-
-#: A sample list: IDs in memory, or a file with one ID per line.
 
 
 @attrs.frozen
 class BaselineResult:
     """What a baseline run produced."""
 
-    #: ``mae``, ``rmse``, ``r2``, ``n`` (or ``accuracy``, ``f1``, ``n``) on the validation samples.
+    #: ``mae``, ``rmse``, ``r2``, ``n`` (or ``accuracy``, ``f1``, ``n`` and, with probabilities of
+    #: two classes, ``auc``) on the scored samples: the test samples if given, else validation.
     metrics: dict[str, float]
-    #: ``sample_id``, ``actual``, ``predicted`` for every validation sample, in original units.
+    #: ``sample_id``, ``actual``, ``predicted`` (+ class probabilities) per scored sample.
     predictions: pd.DataFrame = attrs.field(eq=False)
     #: Where the predictions TSV was written.
     output: Path
-    #: The predicted-vs-actual PNG (None for classification).
+    #: The predicted-vs-actual PNG (regression) or the confusion-matrix PNG (classification).
     plot: Path | None
     #: Training samples used, and the number of features the model saw.
     n_train: int
     n_features: int
+    #: Validation samples: scored, or — when test samples are given — fitted on.
+    n_val: int
+    #: Test samples scored (0 without a test list).
+    n_test: int = 0
+    #: The ROC-curve PNG (classification with probabilities of two classes), else None.
+    roc_plot: Path | None = None
+    #: Per-class ``precision``, ``recall``, ``f1``, ``support`` (classification), else None.
+    report: dict[str, dict[str, float]] | None = None
+    #: The fitted model (``model.feature_importances()`` where it has them).
+    model: Baseline | None = attrs.field(default=None, eq=False, repr=False)
+    #: The ASV sequence of each column the model saw, in column order.
+    features: list[str] = attrs.field(factory=list, eq=False, repr=False)
 
     @property
-    def n_val(self) -> int:
-        return len(self.predictions)
+    def scored_on(self) -> str:
+        """``test`` or ``validation``: which samples the metrics and predictions are of."""
+        return "test" if self.n_test else "validation"
 
 
 def feature_matrix(counts: sparse.csr_matrix, features: str) -> sparse.csr_matrix:
-    """Raw counts, or each row divided by its total (relative abundance)."""
+    """Raw counts, or each row divided by its total (relative abundance).
+
+    The total is the sample's full read count (after rarefaction, if any): the share of an ASV
+    does not change when ASVs absent from the training samples are left out of the matrix.
+    """
     counts = sparse.csr_matrix(counts, dtype=np.float32)  # the dtype scikit-learn's trees use
     if features == "counts":
         return counts
     totals = np.asarray(counts.sum(axis=1)).ravel()
     totals[totals == 0] = 1.0
     return sparse.csr_matrix(sparse.diags((1.0 / totals).astype(np.float32)) @ counts)
+
+
+def _disjoint(lists: dict[str, list[str]]) -> None:
+    names = list(lists)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            overlap = set(lists[first]) & set(lists[second])
+            if overlap:
+                raise DataError(
+                    f"{len(overlap)} samples are in both the {first} and {second} lists, "
+                    f"e.g. '{sorted(overlap)[0]}'."
+                )
+
+
+def _split_samples(
+    data: Dataset, train: Samples, val: Samples | None, test: Samples | None
+) -> tuple[list[str], list[str], list[str]]:
+    """The usable, disjoint ``(training, validation, test)`` IDs; test is empty without a list
+    (then ``val`` is required)."""
+    if test is None:
+        return (*resolve_split(train, val, data), [])
+    lists = {"training": train, "validation": val, "test": test}
+    ids = {
+        what: [] if listed is None else present(resolve_samples(listed, what), data, what)
+        for what, listed in lists.items()
+    }
+    for what in ("training", "test"):
+        if not ids[what]:
+            raise DataError(
+                f"No usable {what} samples: none of the listed IDs is in the table with a target."
+            )
+    _disjoint(ids)
+    return ids["training"], ids["validation"], ids["test"]
 
 
 def run_baseline(
@@ -72,23 +128,35 @@ def run_baseline(
     metadata: str | os.PathLike,
     metadata_column: str,
     train_samples: Samples,
-    val_samples: Samples,
+    val_samples: Samples | None = None,
     output: str | os.PathLike,
+    test_samples: Samples | None = None,
     features: str = "relative",
     classifier: bool = False,
     sequences: str | os.PathLike | None = None,
+    rarefy_depth: int | None = None,
     options: Any = None,
 ) -> BaselineResult:
-    """Fit baseline ``name`` on ``train_samples``, predict ``val_samples``, write ``output``.
+    """Fit baseline ``name`` and score it; write ``output`` and its figures beside it.
+
+    Without ``test_samples``: fit on ``train_samples``, score ``val_samples``. With them: fit on
+    ``train_samples`` plus ``val_samples`` (optional) and score ``test_samples`` only — the
+    baseline does no early stopping or model selection, so AAM's validation samples are training
+    data for it. ``rarefy_depth`` rarefies the table exactly as ``aam train --rarefy-depth`` does.
+    Features are each sample's ASV counts (``features="counts"``) or their share of the sample's
+    full read count (``"relative"``), for the ASVs present in the samples fitted on.
 
     ``options`` is the plugin's options object or a dict of its fields (``{"n_estimators": 100}``).
     Listed samples the loaded data lacks are skipped with a :class:`MissingSamplesWarning`.
+    Bad input raises before anything is written.
     """
     if features not in FEATURES:
         raise ConfigError(f"--features must be one of {', '.join(FEATURES)}, got '{features}'.")
     output = Path(output)
     if output.suffix.lower() == ".png":
-        raise ConfigError(f"--output {output} must be a TSV path; the plot is written beside it.")
+        raise ConfigError(f"--output {output} must be a TSV path; the plots are written beside it.")
+    if val_samples is None and test_samples is None:
+        raise ConfigError("Give --val-samples (the samples to score), or --test-samples.")
     spec = get_plugin("baseline", name)
     if options is None or isinstance(options, dict):
         options = spec.make_options(options)
@@ -98,44 +166,62 @@ def run_baseline(
         metadata=str(metadata),
         metadata_column=metadata_column,
         sequences=None if sequences is None else str(sequences),
+        rarefy_depth=rarefy_depth,
     )
     data = load_dataset(config, classifier=classifier)
-    train_ids, val_ids = resolve_split(train_samples, val_samples, data)
+    train_ids, val_ids, test_ids = _split_samples(data, train_samples, val_samples, test_samples)
+    fit_ids, scored_ids = (train_ids + val_ids, test_ids) if test_ids else (train_ids, val_ids)
 
-    train_rows, val_rows = data.rows_of(train_ids), data.rows_of(val_ids)
+    fit_rows, scored_rows = data.rows_of(fit_ids), data.rows_of(scored_ids)
     x = feature_matrix(data.counts, features)
-    used = np.flatnonzero(np.asarray((data.counts[train_rows] != 0).sum(axis=0)).ravel())
+    used = np.flatnonzero(np.asarray((data.counts[fit_rows] != 0).sum(axis=0)).ravel())
     # Dense, as the Baseline interface promises plugins (2,000 × 5,000 float32 is 40 MB).
-    x_train = x[train_rows][:, used].toarray()
-    x_val = x[val_rows][:, used].toarray()
-    log.info(
-        "%s: %d training and %d validation samples, %d features (%s).",
-        spec.name,
-        len(train_ids),
-        len(val_ids),
-        len(used),
-        features,
-    )
+    x_fit = x[fit_rows][:, used].toarray()
+    x_scored = x[scored_rows][:, used].toarray()
 
     task = "classification" if classifier else "regression"
     model = spec.factory(task=task, options=options)
-    model.fit(x_train, data.target[train_rows])
-    predicted = np.asarray(model.predict(x_val))
-    actual = data.target[val_rows]
-    if predicted.shape != (len(val_ids),):
+    model.fit(x_fit, data.target[fit_rows])
+    predicted = np.asarray(model.predict(x_scored))
+    actual = data.target[scored_rows]
+    if predicted.shape != (len(scored_ids),):
         raise DataError(
-            f"Baseline '{spec.name}' returned {predicted.shape} predictions for {len(val_ids)} "
-            "validation samples."
+            f"Baseline '{spec.name}' returned {predicted.shape} predictions for "
+            f"{len(scored_ids)} samples."
         )
-    frame = pd.DataFrame({"sample_id": val_ids, "actual": actual, "predicted": predicted})
-    metrics = compute_metrics(actual, predicted, classifier)
+    probabilities = model.predict_proba(x_scored) if classifier else None
+    classes = None if probabilities is None else model.classes_
+    if probabilities is not None and (
+        classes is None or np.shape(probabilities) != (len(scored_ids), len(classes))
+    ):
+        raise DataError(
+            f"Baseline '{spec.name}' returned class probabilities of shape "
+            f"{np.shape(probabilities)} for {len(scored_ids)} samples and classes {classes}."
+        )
+    frame = predictions_frame(scored_ids, actual, predicted, probabilities, classes)
+    metrics = compute_metrics(actual, predicted, classifier, probabilities, classes)
 
-    plot = None
-    if not classifier:
-        from aam_core.training.plots import save_predicted_vs_actual  # matplotlib: only when needed
+    scored_on = "test" if test_ids else "validation"
+    title = f"{spec.name}, {scored_on} samples"
+    if test_ids:
+        title += " (fitted on training + validation)"
+    roc_plot = report = None
+    if classifier:
+        from aam_core.training.plots import save_classification_plots  # matplotlib: when needed
+
+        report = classification_report(actual, predicted)
+        plot, roc_plot = save_classification_plots(
+            frame,
+            output.with_suffix(".confusion.png"),
+            output.with_suffix(".roc.png"),
+            title,
+            variable=metadata_column,
+        )
+    else:
+        from aam_core.training.plots import save_predicted_vs_actual
 
         plot = save_predicted_vs_actual(
-            actual, predicted, output.with_suffix(".png"), f"{metadata_column} — {spec.name}, validation"
+            actual, predicted, output.with_suffix(".png"), title, variable=metadata_column
         )
     write_tsv_atomic(frame, output)
     return BaselineResult(
@@ -145,4 +231,10 @@ def run_baseline(
         plot=plot,
         n_train=len(train_ids),
         n_features=len(used),
+        n_val=len(val_ids),
+        n_test=len(test_ids),
+        roc_plot=roc_plot,
+        report=report,
+        model=model,
+        features=[str(s) for s in data.sequences[used]],
     )

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import attrs
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn import metrics as skm
 
 import aam_core
 from aam_core.baseline import run_baseline
@@ -19,7 +21,7 @@ from aam_core.specs import BaselineSpec
 from aam_plugins.baselines.random_forest import RandomForestOptions, parse_max_features
 
 REGISTERED = [info.name for info in aam_core.list_plugins("baseline")]
-FAST = {"n_estimators": 12, "n_jobs": 1}
+FAST = {"n_estimators": 20, "max_features": "all", "n_jobs": 1}
 
 
 def fast_options(spec) -> object:
@@ -76,30 +78,60 @@ def test_random_forest_is_registered():
     assert isinstance(spec, BaselineSpec) and spec.options is RandomForestOptions
 
 
+def _mean_absolute_error(actual, predicted) -> float:
+    return float(np.mean(np.abs(np.asarray(actual, dtype=float) - np.asarray(predicted, dtype=float))))
+
+
 @pytest.mark.parametrize("name", REGISTERED)
 def test_regression_contract(name):
+    """y = 10·x₀: a baseline must learn it, far better than predicting the training mean."""
     spec = aam_core.get_plugin("baseline", name)
     rng = np.random.default_rng(0)
-    x = rng.random((24, 9))
-    y = x[:, 0] * 10 + rng.normal(0, 0.1, 24)
+    x = rng.random((150, 6))
+    y = x[:, 0] * 10 + rng.normal(0, 0.1, 150)
     model = spec.factory(task="regression", options=fast_options(spec))
     assert isinstance(model, Baseline)
-    assert model.fit(x[:18], y[:18]) is model
-    predicted = model.predict(x[18:])
-    assert predicted.shape == (6,)
+    assert model.fit(x[:100], y[:100]) is model
+    predicted = model.predict(x[100:])
+    assert predicted.shape == (50,)
     assert np.isfinite(predicted.astype(float)).all()
+    mean_error = _mean_absolute_error(y[100:], np.full(50, y[:100].mean()))
+    assert _mean_absolute_error(y[100:], predicted) < 0.2 * mean_error
+    assert skm.r2_score(y[100:], predicted) > 0.9
+    assert model.predict_proba(x[100:]) is None  # no class probabilities for a regression
 
 
 @pytest.mark.parametrize("name", REGISTERED)
 def test_classification_contract(name):
     spec = aam_core.get_plugin("baseline", name)
     rng = np.random.default_rng(1)
-    x = rng.random((30, 5))
+    x = rng.random((90, 5))
     y = np.where(x[:, 0] > 0.5, "high", "low")
     model = spec.factory(task="classification", options=fast_options(spec))
-    predicted = model.fit(x[:20], y[:20]).predict(x[20:])
-    assert predicted.shape == (10,)
+    predicted = model.fit(x[:60], y[:60]).predict(x[60:])
+    assert predicted.shape == (30,)
     assert set(predicted.astype(str)) <= {"high", "low"}
+    assert skm.accuracy_score(y[60:], predicted.astype(str)) > 0.85
+    probabilities = model.predict_proba(x[60:])
+    if probabilities is not None:  # optional; when given, one column per class in classes_
+        assert sorted(model.classes_) == ["high", "low"]
+        assert probabilities.shape == (30, 2)
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)
+        most_likely = np.asarray(model.classes_)[probabilities.argmax(axis=1)]
+        assert (most_likely == predicted.astype(str)).mean() > 0.9
+
+
+def test_the_forest_gives_probabilities_and_importances():
+    spec = aam_core.get_plugin("baseline", "random-forest")
+    rng = np.random.default_rng(2)
+    x = rng.random((60, 4))
+    y = np.where(x[:, 2] > 0.5, "b", "a")
+    model = spec.factory(task="classification", options=spec.make_options(FAST)).fit(x, y)
+    assert model.classes_ == ["a", "b"]
+    np.testing.assert_array_equal(model.predict_proba(x), model.model.predict_proba(x))
+    importances = model.feature_importances()
+    assert importances.shape == (4,) and importances.argmax() == 2
+    assert spec.factory(task="classification").classes_ is None  # not fitted yet
 
 
 # -- random forest options -----------------------------------------------------------------------
@@ -210,7 +242,7 @@ def test_overlapping_lists_are_refused(tiny_data, tmp_path):
         )
 
 
-def test_classification_end_to_end(tiny_data, tmp_path):
+def test_classification_writes_probabilities_and_a_confusion_matrix(tiny_data, tmp_path):
     ids = tiny_data.sample_ids
     result = run_baseline(
         "random-forest",
@@ -223,22 +255,219 @@ def test_classification_end_to_end(tiny_data, tmp_path):
         classifier=True,
         options={"n_estimators": 10, "n_jobs": 1},
     )
-    assert set(result.metrics) == {"accuracy", "f1", "n"}
-    assert result.plot is None and not (tmp_path / "rf.png").exists()
+    assert set(result.metrics) == {"accuracy", "f1", "n"}  # three classes: no AUC
     assert list(result.predictions["actual"]) == list(tiny_data.site[20:])
+    classes = sorted(set(tiny_data.site[:20]))
+    written = pd.read_csv(result.output, sep="\t", dtype={"sample_id": str})
+    assert list(written.columns) == ["sample_id", "actual", "predicted", *classes]
+    np.testing.assert_allclose(written[classes].sum(axis=1), 1.0)
+    most_likely = np.asarray(classes)[written[classes].to_numpy().argmax(axis=1)]
+    assert (most_likely == written["predicted"]).mean() >= 0.8  # ties may break either way
+    assert result.plot == tmp_path / "rf.confusion.png" and result.plot.is_file()
+    assert result.roc_plot is None and not (tmp_path / "rf.roc.png").exists()
+    assert not (tmp_path / "rf.png").exists()
+    labels = sorted(set(written["actual"]) | set(written["predicted"]))
+    assert list(result.report) == labels
+    assert sum(v["support"] for v in result.report.values()) == 10
+
+
+def test_two_classes_get_an_roc_curve_and_auc(tiny_data, tmp_path):
+    ids = tiny_data.sample_ids
+    data = tiny_data.with_column("smoker", ["yes" if i % 3 else "no" for i in range(len(ids))])
+    result = run_baseline(
+        "random-forest",
+        table=data.table,
+        metadata=data.metadata,
+        metadata_column="smoker",
+        train_samples=ids[:18],
+        val_samples=ids[18:],
+        output=tmp_path / "rf.tsv",
+        classifier=True,
+        options={"n_estimators": 10, "n_jobs": 1},
+    )
+    written = pd.read_csv(result.output, sep="\t", dtype={"sample_id": str})
+    assert list(written.columns)[3:] == ["no", "yes"]
+    expected = skm.roc_auc_score(written["actual"] == "yes", written["yes"])
+    assert result.metrics["auc"] == pytest.approx(expected)
+    assert result.roc_plot == tmp_path / "rf.roc.png" and result.roc_plot.is_file()
+
+
+# -- honest comparison: test samples, rarefaction, a planted signal ------------------------------
+
+
+def register_baseline(monkeypatch, name: str, make) -> None:
+    """Make ``name`` the only baseline (``make()`` builds it), in a registry for this test."""
+    from aam_core import hookimpl, plugins
+
+    class Plugin:
+        @hookimpl
+        def aam_baselines(self):
+            return [BaselineSpec(name=name, factory=lambda **_: make(), description=name)]
+
+    registry = plugins.PluginRegistry()
+    registry.register(Plugin(), f"{name}-plugin")
+    monkeypatch.setattr(plugins, "_default", registry)
+
+
+class Recorder(Baseline):
+    """Predicts the training mean and keeps what it was given (in ``seen``)."""
+
+    def __init__(self, seen: dict):
+        self.seen = seen
+
+    def fit(self, x, y):
+        self.seen["fit"], self.seen["y"] = x, np.asarray(y, dtype=float)
+        return self
+
+    def predict(self, x):
+        self.seen["predict"] = x
+        return np.full(len(x), self.seen["y"].mean())
+
+
+@pytest.fixture
+def recorder(monkeypatch) -> dict:
+    seen: dict = {}
+    register_baseline(monkeypatch, "recorder", lambda: Recorder(seen))
+    return seen
+
+
+def run_recorder(data, tmp_path, **kwargs):
+    values = dict(table=data.table, metadata=data.metadata, metadata_column="age")
+    return run_baseline("recorder", output=tmp_path / "rec.tsv", **{**values, **kwargs})
+
+
+def test_test_samples_fit_on_training_plus_validation(tiny_data, tmp_path, recorder):
+    ids = tiny_data.sample_ids
+    result = run_recorder(
+        tiny_data, tmp_path, train_samples=ids[:15], val_samples=ids[15:22], test_samples=ids[22:]
+    )
+    assert recorder["fit"].shape[0] == 22 and recorder["predict"].shape[0] == 8
+    np.testing.assert_allclose(recorder["y"], tiny_data.age[:22])
+    assert (result.n_train, result.n_val, result.n_test) == (15, 7, 8)
+    assert result.scored_on == "test"
+    assert list(result.predictions["sample_id"]) == ids[22:]
+    written = pd.read_csv(result.output, sep="\t", dtype={"sample_id": str})
+    assert list(written["sample_id"]) == ids[22:]
+    np.testing.assert_allclose(written["predicted"], tiny_data.age[:22].mean())
+    assert result.n_features == int((tiny_data.counts[:22].sum(axis=0) > 0).sum())
+
+
+def test_validation_samples_are_optional_with_test_samples(tiny_data, tmp_path, recorder):
+    ids = tiny_data.sample_ids
+    result = run_recorder(tiny_data, tmp_path, train_samples=ids[:15], test_samples=ids[22:])
+    assert recorder["fit"].shape[0] == 15 and (result.n_val, result.n_test) == (0, 8)
+    with pytest.raises(ConfigError, match="--val-samples .* or --test-samples"):
+        run_recorder(tiny_data, tmp_path, train_samples=ids[:15])
+
+
+def test_without_test_samples_validation_is_scored(tiny_data, tmp_path, recorder):
+    ids = tiny_data.sample_ids
+    result = run_recorder(tiny_data, tmp_path, train_samples=ids[:15], val_samples=ids[15:])
+    assert recorder["fit"].shape[0] == 15 and recorder["predict"].shape[0] == 15
+    assert result.scored_on == "validation" and result.n_test == 0
+
+
+@pytest.mark.parametrize(
+    ("lists", "message"),
+    [
+        ({"val_samples": slice(15, 23), "test_samples": slice(22, 30)}, "validation and test"),
+        ({"test_samples": slice(10, 30)}, "training and test"),
+    ],
+)
+def test_test_samples_must_be_disjoint(tiny_data, tmp_path, recorder, lists, message):
+    ids = tiny_data.sample_ids
+    lists = {key: ids[part] for key, part in lists.items()}
+    with pytest.raises(DataError, match=f"samples are in both the {message} lists"):
+        run_recorder(tiny_data, tmp_path, train_samples=ids[:15], **lists)
+    assert "fit" not in recorder and not (tmp_path / "rec.tsv").exists()
+
+
+def test_unknown_test_samples_are_refused(tiny_data, tmp_path, recorder):
+    with pytest.warns(MissingSamplesWarning), pytest.raises(DataError, match="No usable test"):
+        run_recorder(
+            tiny_data, tmp_path, train_samples=tiny_data.sample_ids[:15], test_samples=["ghost"]
+        )
+    assert "fit" not in recorder and not list(tmp_path.glob("rec*"))
+
+
+def test_rarefy_depth_gives_the_table_aam_sees(tiny_data, tmp_path, recorder):
+    from aam_core.data.dataset import load_dataset
+
+    totals = tiny_data.counts.sum(axis=1)
+    depth = int(np.sort(totals)[8])  # the 8 samples with fewer reads are dropped
+    ids = tiny_data.sample_ids
+    kept = [s for s, total in zip(ids, totals, strict=True) if total >= depth]
+    with pytest.warns(MissingSamplesWarning):
+        result = run_recorder(
+            tiny_data, tmp_path, train_samples=ids[:20], val_samples=ids[20:],
+            features="counts", rarefy_depth=depth,
+        )  # fmt: skip
+    fit = recorder["fit"]
+    assert result.n_train == len([s for s in ids[:20] if s in kept]) < 20
+    np.testing.assert_allclose(fit.sum(axis=1), depth)  # every sample rarefied to the depth
+    rarefied = load_dataset(tiny_data.config(rarefy_depth=depth))
+    rows = rarefied.rows_of([s for s in ids[:20] if s in kept])
+    expected = rarefied.counts[rows].toarray()
+    np.testing.assert_array_equal(fit, expected[:, expected.sum(axis=0) > 0])
+
+
+@pytest.fixture
+def planted(tmp_path, write_biom, write_tsv):
+    """90 samples × 30 ASVs; the target is 100 × the relative abundance of ASV 7, plus noise."""
+    from conftest import random_sequences
+
+    rng = np.random.default_rng(7)
+    counts = rng.integers(1, 300, size=(90, 30)) * (rng.random((90, 30)) < 0.6)
+    counts[:, 7] = rng.integers(0, 3000, size=90)
+    counts[:, 0] += 1  # every sample has reads
+    share = counts[:, 7] / counts.sum(axis=1)
+    target = 100 * share + rng.normal(0, 0.5, 90)
+    sequences = random_sequences(rng, 30)
+    ids = [f"P{i:02d}" for i in range(90)]
+    table = write_biom(tmp_path / "planted.biom", counts, sequences, ids)
+    metadata = write_tsv(
+        tmp_path / "planted.tsv", ["sample-id", "y"], [[s, f"{t:.4f}"] for s, t in zip(ids, target, strict=True)]
+    )
+    return table, metadata, ids, target, sequences[7]
+
+
+def test_the_forest_finds_a_planted_signal(planted, tmp_path):
+    table, metadata, ids, target, asv = planted
+    result = run_baseline(
+        "random-forest",
+        table=table,
+        metadata=metadata,
+        metadata_column="y",
+        train_samples=ids[:50],
+        val_samples=ids[50:65],
+        test_samples=ids[65:],
+        output=tmp_path / "rf.tsv",
+        # every ASV at every split: with sqrt(30) a tree often never meets the one that matters
+        options={"n_estimators": 100, "max_features": "all", "n_jobs": 1},
+    )
+    actual = target[65:]
+    np.testing.assert_allclose(result.predictions["actual"], actual, atol=1e-4)
+    mean_error = _mean_absolute_error(actual, np.full(25, target[:65].mean()))
+    assert result.metrics["mae"] < 0.25 * mean_error
+    assert result.metrics["r2"] > 0.9
+    importances = result.model.feature_importances()
+    assert len(importances) == len(result.features) == result.n_features
+    assert result.features[int(np.argmax(importances))] == asv
 
 
 # -- aam baseline --------------------------------------------------------------------------------
 
 
-def test_cli_end_to_end(tiny_data, tmp_path, capsys, monkeypatch):
+def test_cli_end_to_end(tiny_data, tmp_path, capsys, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="aam")
     ids = tiny_data.sample_ids
     train, val = split_files(tmp_path, [*ids[:20], "ghost-1", "ghost-2"], ids[20:])
     output = tmp_path / "out" / "rf.tsv"
     with pytest.warns(MissingSamplesWarning, match=r"2 training samples of 22 .* e\.g\. 'ghost-1'"):
         code, out, err = run_aam(base_args(tiny_data, train, val, output), capsys, monkeypatch)
     assert code == 0, err
-    assert "20 training, 10 validation" in out
+    assert "Samples: 20 training, 10 validation; " in out
+    assert (out + err + caplog.text).count("20 training") == 1  # said once, not logged again
     assert "features" in out
     metrics_line = next(line for line in out.splitlines() if line.startswith("random-forest:"))
     assert metrics_line.index("R²") < metrics_line.index("MAE") < metrics_line.index("RMSE")
@@ -262,40 +491,95 @@ def test_cli_no_usable_training_samples(tiny_data, tmp_path, capsys, monkeypatch
     assert not output.exists() and not output.with_suffix(".png").exists()
 
 
-def test_cli_classifier_prints_accuracy(tiny_data, tmp_path, capsys, monkeypatch):
+def test_cli_test_samples(tiny_data, tmp_path, capsys, monkeypatch):
+    ids = tiny_data.sample_ids
+    train, val = split_files(tmp_path, ids[:15], ids[15:22])
+    test = tmp_path / "test.txt"
+    test.write_text("\n".join(ids[22:]) + "\n")
+    output = tmp_path / "rf.tsv"
+    args = [*base_args(tiny_data, train, val, output), "--test-samples", str(test)]
+    code, out, err = run_aam(args, capsys, monkeypatch)
+    assert code == 0, err
+    assert "Samples: fitted on 15 training + 7 validation, scored on 8 test; " in out
+    written = pd.read_csv(output, sep="\t", dtype={"sample_id": str})
+    assert list(written["sample_id"]) == ids[22:]
+
+    without_val = [a for a in args if a not in ("--val-samples", str(val))]
+    code, out, err = run_aam(without_val, capsys, monkeypatch)
+    assert code == 0, err
+    assert "fitted on 15 training + 0 validation, scored on 8 test" in out
+
+
+def test_cli_test_samples_naming_no_known_sample(tiny_data, tmp_path, capsys, monkeypatch):
+    train, val = split_files(tmp_path, tiny_data.sample_ids[:15], tiny_data.sample_ids[15:22])
+    test = tmp_path / "test.txt"
+    test.write_text("ghost-1\nghost-2\n")
+    output = tmp_path / "rf.tsv"
+    args = [*base_args(tiny_data, train, val, output), "--test-samples", str(test)]
+    with pytest.warns(MissingSamplesWarning, match="2 test samples of 2"):
+        code, out, err = run_aam(args, capsys, monkeypatch)
+    assert code == 2 and out == ""
+    assert err.startswith("aam: error: No usable test samples")
+    assert len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("rf*"))
+
+
+def test_cli_needs_validation_or_test_samples(tiny_data, tmp_path, capsys, monkeypatch):
+    train, val = split_files(tmp_path, tiny_data.sample_ids[:15], tiny_data.sample_ids[15:])
+    args = base_args(tiny_data, train, val, tmp_path / "rf.tsv")
+    args = [a for a in args if a not in ("--val-samples", str(val))]
+    code, out, err = run_aam(args, capsys, monkeypatch)
+    assert code == 2 and out == ""
+    assert "Missing option '--val-samples' (or give '--test-samples')" in err
+
+
+def test_cli_rarefy_depth(tiny_data, tmp_path, capsys, monkeypatch):
+    ids = tiny_data.sample_ids
+    totals = tiny_data.counts.sum(axis=1)
+    depth = int(np.sort(totals)[8])
+    train, val = split_files(tmp_path, ids[:20], ids[20:])
+    args = [*base_args(tiny_data, train, val, tmp_path / "rf.tsv"), "--rarefy-depth", str(depth)]
+    with pytest.warns(MissingSamplesWarning):
+        code, out, err = run_aam(args, capsys, monkeypatch)
+    assert code == 0, err
+    n_train, n_val = int((totals[:20] >= depth).sum()), int((totals[20:] >= depth).sum())
+    assert f"Samples: {n_train} training, {n_val} validation; " in out
+
+
+def test_cli_classifier_prints_accuracy_and_each_class(tiny_data, tmp_path, capsys, monkeypatch):
     ids = tiny_data.sample_ids
     train, val = split_files(tmp_path, ids[:20], ids[20:])
-    args = base_args(tiny_data, train, val, tmp_path / "rf.tsv")
+    output = tmp_path / "rf.tsv"
+    args = base_args(tiny_data, train, val, output)
     args[args.index("age")] = "site"
     code, out, err = run_aam([*args, "--classifier"], capsys, monkeypatch)
     assert code == 0, err
-    assert "accuracy" in out and "F1" in out and "R²" not in out
-    assert "Plot:" not in out
+    assert "accuracy" in out and "F1" in out and "R²" not in out and "AUC" not in out
+    lines = out.splitlines()
+    header = lines.index(next(line for line in lines if line.split()[:2] == ["class", "precision"]))
+    written = pd.read_csv(output, sep="\t")
+    labels = sorted(set(written["actual"]) | set(written["predicted"]))
+    assert [line.split()[0] for line in lines[header + 1 : header + 1 + len(labels)]] == labels
+    assert f"Confusion matrix: {tmp_path / 'rf.confusion.png'}" in out
+    assert "Plot:" not in out and "ROC curve:" not in out
+
+
+def test_cli_two_classes_print_auc_and_the_roc_curve(tiny_data, tmp_path, capsys, monkeypatch):
+    ids = tiny_data.sample_ids
+    data = tiny_data.with_column("smoker", ["yes" if i % 3 else "no" for i in range(len(ids))])
+    train, val = split_files(tmp_path, ids[:18], ids[18:])
+    args = base_args(data, train, val, tmp_path / "rf.tsv")
+    args[args.index("age")] = "smoker"
+    code, out, err = run_aam([*args, "--classifier"], capsys, monkeypatch)
+    assert code == 0, err
+    metrics_line = next(line for line in out.splitlines() if line.startswith("random-forest:"))
+    assert "AUC" in metrics_line
+    assert f"ROC curve: {tmp_path / 'rf.roc.png'}" in out
 
 
 def test_cli_option_a_baseline_lacks(tiny_data, tmp_path, capsys, monkeypatch):
     """A flag given for a baseline without that option is refused by name."""
-    from aam_core import hookimpl, plugins
-
-    class MeanBaseline(Baseline):
-        def fit(self, x, y):
-            del x
-            self.mean = float(np.mean(y))
-            return self
-
-        def predict(self, x):
-            return np.full(len(x), self.mean)
-
-    class MeanPlugin:
-        @hookimpl
-        def aam_baselines(self):
-            return [
-                BaselineSpec(name="mean", factory=lambda **_: MeanBaseline(), description="mean")
-            ]
-
-    registry = plugins.PluginRegistry()
-    registry.register(MeanPlugin(), "mean-plugin")
-    monkeypatch.setattr(plugins, "_default", registry)
+    register_baseline(monkeypatch, "mean", lambda: Recorder({}))
     ids = tiny_data.sample_ids
     train, val = split_files(tmp_path, ids[:20], ids[20:])
     args = base_args(tiny_data, train, val, tmp_path / "mean.tsv")

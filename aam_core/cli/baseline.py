@@ -10,7 +10,7 @@ from aam_core.cli.options import parse_key_values
 #: Flags of baseline options (the random forest's); only those typed on the command line are
 #: passed on, so a baseline without the option rejects them by name.
 OPTION_FLAGS = ("n_estimators", "max_features", "random_seed", "n_jobs")
-_REQUIRED = ("table", "metadata", "metadata_column", "train_samples", "val_samples", "output")
+_REQUIRED = ("table", "metadata", "metadata_column", "train_samples", "output")
 
 
 _path = click.Path(dir_okay=False)
@@ -18,7 +18,7 @@ _existing = click.Path(exists=True, dir_okay=False)
 
 
 @click.command(
-    "baseline", short_help="Fit a baseline (random forest) and score the validation samples."
+    "baseline", short_help="Fit a baseline (random forest) and score validation or test samples."
 )
 @click.argument("name", required=False)
 @click.option("--list", "list_only", is_flag=True, help="List the available baselines and exit.")
@@ -31,23 +31,38 @@ _existing = click.Path(exists=True, dir_okay=False)
     "--train-samples", type=_existing, help="File of training sample IDs, one per line. [required]"
 )
 @click.option(
-    "--val-samples", type=_existing, help="File of validation sample IDs, one per line. [required]"
+    "--val-samples",
+    type=_existing,
+    help="File of validation sample IDs, one per line: scored, or fitted on with --test-samples. "
+    "[required without --test-samples]",
+)
+@click.option(
+    "--test-samples",
+    type=_existing,
+    help="File of test sample IDs: score these only, fitting on the training and validation "
+    "samples together (a forest selects no model, so the samples AAM uses for early stopping "
+    "are training data for it).",
 )
 @click.option(
     "--output",
     type=_path,
-    help="Predictions TSV to write; the plot goes beside it (.png). [required]",
+    help="Predictions TSV to write; the figures go beside it (.png). [required]",
 )
 @click.option(
     "--features",
     type=click.Choice(["relative", "counts"]),
     default="relative",
-    help="Relative abundance per sample, or raw counts.",
+    help="Each ASV's share of the sample's full read count, or raw counts.",
 )
 @click.option(
     "--classifier", is_flag=True, help="Classify a categorical target instead of regressing."
 )
 @click.option("--sequences", type=_existing, help="FASTA mapping hashed feature IDs to sequences.")
+@click.option(
+    "--rarefy-depth",
+    type=int,
+    help="Rarefy every sample to this many reads first, as 'aam train --rarefy-depth' does.",
+)
 @click.option("--n-estimators", type=int, default=500, help="Trees in the forest.")
 @click.option(
     "--max-features",
@@ -64,10 +79,16 @@ _existing = click.Path(exists=True, dir_okay=False)
 )
 @click.pass_context
 def command(ctx: click.Context, name: str | None, list_only: bool, **kwargs) -> None:
-    """Fit baseline NAME (e.g. random-forest) on the training samples and score the validation ones.
+    """Fit baseline NAME (e.g. random-forest) and score it on the validation or test samples.
 
-    Writes sample_id, actual, predicted — the format of AAM's val_predictions.tsv — so that
-    'aam evaluate' can compare the two on the same samples.
+    Writes sample_id, actual, predicted (plus one probability column per class for a
+    classifier) — the layout of AAM's val_predictions.tsv — so that 'aam evaluate' can compare
+    the two on the same samples. Features are each ASV's share of the sample's full read count
+    (or raw counts with --features counts).
+
+    \b
+    Figures beside --output rf.tsv: rf.png (predicted vs actual) for regression; for
+    --classifier, rf.confusion.png and, with two classes, rf.roc.png.
     """
     if list_only:
         from aam_core.cli import plugins
@@ -79,6 +100,8 @@ def command(ctx: click.Context, name: str | None, list_only: bool, **kwargs) -> 
     for key in _REQUIRED:
         if kwargs[key] is None:
             raise click.UsageError(f"Missing option '--{key.replace('_', '-')}'.")
+    if kwargs["val_samples"] is None and kwargs["test_samples"] is None:
+        raise click.UsageError("Missing option '--val-samples' (or give '--test-samples').")
     options = {
         key: kwargs[key]
         for key in OPTION_FLAGS
@@ -95,19 +118,31 @@ def command(ctx: click.Context, name: str | None, list_only: bool, **kwargs) -> 
         metadata_column=kwargs["metadata_column"],
         train_samples=kwargs["train_samples"],
         val_samples=kwargs["val_samples"],
+        test_samples=kwargs["test_samples"],
         output=kwargs["output"],
         features=kwargs["features"],
         classifier=kwargs["classifier"],
         sequences=kwargs["sequences"],
+        rarefy_depth=kwargs["rarefy_depth"],
         options=options,
     )
-    click.echo(
-        f"Samples: {result.n_train} training, {result.n_val} validation; "
-        f"{result.n_features} features ({kwargs['features']})."
-    )
-    from aam_core.training.metrics import format_metrics
+    if result.n_test:
+        samples = (
+            f"fitted on {result.n_train} training + {result.n_val} validation, "
+            f"scored on {result.n_test} test"
+        )
+    else:
+        samples = f"{result.n_train} training, {result.n_val} validation"
+    click.echo(f"Samples: {samples}; {result.n_features} features ({kwargs['features']}).")
+    from aam_core.training.metrics import format_metrics, format_report
 
-    click.echo(f"{name}: " + format_metrics(result.metrics, order=("r2", "mae", "rmse", "accuracy", "f1")))
+    order = ("r2", "mae", "rmse", "accuracy", "f1", "auc", "n")
+    click.echo(f"{name}: " + format_metrics(result.metrics, order=order))
+    if result.report is not None:
+        click.echo(format_report(result.report))
     click.echo(f"Predictions: {result.output}")
     if result.plot is not None:
-        click.echo(f"Plot: {result.plot}")
+        what = "Confusion matrix" if kwargs["classifier"] else "Plot"
+        click.echo(f"{what}: {result.plot}")
+    if result.roc_plot is not None:
+        click.echo(f"ROC curve: {result.roc_plot}")

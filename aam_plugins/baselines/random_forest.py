@@ -1,7 +1,9 @@
 """``random-forest``: scikit-learn's random forest on the samples × ASVs matrix.
 
 The honest yardstick for AAM: no sequences, no attention, just per-ASV abundances. Regression uses
-``RandomForestRegressor``, classification ``RandomForestClassifier`` (string labels are fine).
+``RandomForestRegressor``, classification ``RandomForestClassifier`` (string labels are fine),
+which also gives class probabilities (``predict_proba``, its trees' leaf class fractions averaged).
+Both rank the ASVs they used (``feature_importances``, mean decrease in impurity).
 
 ``--max-features`` takes what scikit-learn takes, written as text: ``sqrt``, ``log2``, ``all``
 (every feature at every split), a fraction in (0, 1] such as ``0.3``, or a whole number of
@@ -96,6 +98,23 @@ class RandomForestBaseline(Baseline):
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self.model.predict(x))
+
+    @property
+    def classes_(self) -> list[str] | None:
+        """The labels the classifier saw in ``fit``, sorted (scikit-learn's order)."""
+        if self.task != "classification" or not hasattr(self.model, "classes_"):
+            return None
+        return [str(c) for c in self.model.classes_]
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray | None:
+        """Its trees' leaf class fractions, averaged (columns in ``classes_`` order)."""
+        if self.task != "classification":
+            return None
+        return np.asarray(self.model.predict_proba(x), dtype=float)
+
+    def feature_importances(self) -> np.ndarray:
+        """Mean decrease in impurity per feature (scikit-learn's ``feature_importances_``)."""
+        return np.asarray(self.model.feature_importances_, dtype=float)
 
 
 def factory(
