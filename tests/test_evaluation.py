@@ -129,3 +129,121 @@ def test_cli_mismatch_is_a_one_line_error(tmp_path, capsys, monkeypatch):
     assert code == 2 and out == ""
     assert err.startswith("aam: error:") and len(err.strip().splitlines()) == 1
     assert str(a) in err and str(b) in err
+
+
+# -- classification files with class probabilities ----------------------------------------------
+
+
+@pytest.fixture
+def probability_files(tmp_path):
+    """AAM with probabilities of two classes (QIIME 2 layout), a forest without them."""
+    rng = np.random.default_rng(4)
+    ids = [f"S{i:02d}" for i in range(40)]
+    actual = rng.choice(["control", "case"], 40)
+    case = np.clip(0.3 * (actual == "case") + 0.7 * rng.random(40), 0, 1)
+    aam = write_predictions(
+        tmp_path / "aam.tsv", ids, actual, np.where(case > 0.5, "case", "control"),
+        control=1 - case, case=case, epoch=3,
+    )  # fmt: skip
+    forest = write_predictions(
+        tmp_path / "rf.tsv", ids, actual, np.where(rng.random(40) < 0.6, actual, "case")
+    )
+    return aam, forest, actual, case
+
+
+def test_auc_from_probability_columns(probability_files):
+    aam, forest, actual, case = probability_files
+    table = evaluate([aam, forest])
+    assert list(table.columns) == ["name", "accuracy", "F1", "AUC", "n"]
+    assert table.at[0, "AUC"] == pytest.approx(skm.roc_auc_score(actual == "case", case))
+    assert table.at[1, "AUC"] is None  # no probabilities: not available (unlike NaN)
+    frame = pd.read_csv(aam, sep="\t")
+    assert table.at[0, "accuracy"] == pytest.approx(skm.accuracy_score(actual, frame["predicted"]))
+
+
+def test_numeric_class_labels_with_probability_columns_are_classification(tmp_path):
+    ids = ["a", "b", "c", "d"]
+    path = write_predictions(
+        tmp_path / "p.tsv", ids, [0, 1, 1, 0], [0, 1, 0, 0],
+        **{"0": [0.8, 0.3, 0.6, 0.9], "1": [0.2, 0.7, 0.4, 0.1]},
+    )  # fmt: skip
+    table = evaluate([path])
+    assert list(table.columns) == ["name", "accuracy", "F1", "AUC", "n"]
+    assert table.at[0, "accuracy"] == pytest.approx(0.75)
+    assert table.at[0, "AUC"] == pytest.approx(1.0)
+    # the same numbers without probability columns are a regression
+    plain = write_predictions(tmp_path / "plain.tsv", ids, [0, 1, 1, 0], [0, 1, 0, 0])
+    assert list(evaluate([plain]).columns) == ["name", "MAE", "RMSE", "R²", "n"]
+
+
+def test_three_classes_have_no_auc(tmp_path):
+    path = write_predictions(
+        tmp_path / "p.tsv", ["a", "b", "c"], ["x", "y", "z"], ["x", "y", "y"],
+        x=[0.8, 0.1, 0.1], y=[0.1, 0.8, 0.5], z=[0.1, 0.1, 0.4],
+    )  # fmt: skip
+    assert list(evaluate([path]).columns) == ["name", "accuracy", "F1", "n"]
+
+
+def test_a_non_numeric_probability_column_is_refused(tmp_path, capsys, monkeypatch):
+    path = write_predictions(
+        tmp_path / "p.tsv", ["a", "b"], ["x", "y"], ["x", "x"], x=[0.9, 0.6], note=["ok", "odd"]
+    )
+    with pytest.raises(DataError, match=r"column 'note' holds 'ok' for sample 'a'"):
+        evaluate([path])
+    code, out, err = run_aam(["evaluate", str(path)], capsys, monkeypatch)
+    assert code == 2 and out == ""
+    assert err.startswith("aam: error:") and len(err.strip().splitlines()) == 1
+    # a regression file may carry other columns: they are not read as probabilities
+    numbers = write_predictions(tmp_path / "n.tsv", ["a", "b"], [1.0, 2.0], [1.5, 2.0], note="x")
+    assert evaluate([numbers]).at[0, "MAE"] == pytest.approx(0.25)
+
+
+def test_per_class_numbers_equal_sklearn(probability_files):
+    from aam_core.evaluation import evaluate_per_class
+
+    aam, forest, actual, _ = probability_files
+    table = evaluate_per_class([aam, forest])
+    assert list(table.columns) == ["name", "class", "precision", "recall", "F1", "support"]
+    assert list(table["name"]) == ["aam.tsv"] * 2 + ["rf.tsv"] * 2
+    for name, path in (("aam.tsv", aam), ("rf.tsv", forest)):
+        rows = table[table["name"] == name].set_index("class")
+        predicted = pd.read_csv(path, sep="\t")["predicted"]
+        precision, recall, _, support = skm.precision_recall_fscore_support(
+            actual, predicted, labels=["case", "control"], zero_division=0
+        )
+        np.testing.assert_allclose(rows.loc[["case", "control"], "precision"], precision)
+        np.testing.assert_allclose(rows.loc[["case", "control"], "recall"], recall)
+        assert list(rows.loc[["case", "control"], "support"]) == list(support)
+
+
+def test_cli_classification_with_per_class(probability_files, capsys, monkeypatch):
+    aam, forest, _, _ = probability_files
+    code, out, err = run_aam(["evaluate", str(aam), str(forest), "--per-class"], capsys, monkeypatch)
+    assert code == 0, err
+    summary, per_class = out.strip().split("\n\n")
+    header, first, second = summary.splitlines()
+    assert header.split() == ["name", "accuracy", "F1", "AUC", "n"]
+    expected = evaluate([aam, forest])
+    assert first.split()[3] == f"{expected.at[0, 'AUC']:.3f}"
+    assert second.split()[3] == "-"
+    lines = per_class.splitlines()
+    assert lines[0].split() == ["name", "class", "precision", "recall", "F1", "support"]
+    assert [line.split()[:2] for line in lines[1:]] == [
+        ["aam.tsv", "case"], ["aam.tsv", "control"], ["rf.tsv", "case"], ["rf.tsv", "control"]
+    ]  # fmt: skip
+
+
+def test_cli_per_class_of_regression_files_is_refused(regression_files, capsys, monkeypatch):
+    code, out, err = run_aam(
+        ["evaluate", *map(str, regression_files), "--per-class"], capsys, monkeypatch
+    )
+    assert code == 2 and out == ""
+    assert "need classification files" in err and len(err.strip().splitlines()) == 1
+
+
+def test_read_predictions_keeps_the_other_columns(probability_files):
+    from aam_core.evaluation import read_predictions
+
+    aam, *_ = probability_files
+    frame = read_predictions(aam)
+    assert list(frame.columns) == ["sample_id", "actual", "predicted", "control", "case", "epoch"]
