@@ -58,6 +58,10 @@ _EXPORTS = {
     "FusionSpec": "aam_core.specs",
     "StrategySpec": "aam_core.specs",
     "TransformSpec": "aam_core.specs",
+    "unifrac": "aam_core.unifrac.api",
+    "unifrac_matrix": "aam_core.unifrac.api",
+    "BatchUniFrac": "aam_core.unifrac.batch",
+    "read_distance_matrix": "aam_core.unifrac.matrix_io",
 }
 
 __all__ = sorted(_EXPORTS)
