@@ -44,6 +44,8 @@ _EXPORTS = {
     "ConfigError": "aam_core.errors",
     "DataError": "aam_core.errors",
     "PluginError": "aam_core.errors",
+    "RunInterrupted": "aam_core.errors",
+    "TrainingError": "aam_core.errors",
     "hookimpl": "aam_core.hookspecs",
     "Baseline": "aam_core.interfaces",
     "Fusion": "aam_core.interfaces",
@@ -58,10 +60,6 @@ _EXPORTS = {
     "FusionSpec": "aam_core.specs",
     "StrategySpec": "aam_core.specs",
     "TransformSpec": "aam_core.specs",
-    "unifrac": "aam_core.unifrac.api",
-    "unifrac_matrix": "aam_core.unifrac.api",
-    "BatchUniFrac": "aam_core.unifrac.batch",
-    "read_distance_matrix": "aam_core.unifrac.matrix_io",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -57,40 +57,106 @@ def split_columns(value: Any) -> list[str]:
     return [str(c).strip() for c in value if str(c).strip()]
 
 
+def _help(text: str, group: str, **extra: Any) -> dict[str, Any]:
+    """Field metadata: the flag's help text and the ``--help`` section it is listed in."""
+    return {"help": text, "group": group, **extra}
+
+
+def _probability(instance, attribute, value):  # noqa: ARG001 - attrs validator signature
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(f"{flag_name(attribute)} must be in [0, 1), got {value}.")
+
+
+def _optional_fraction(instance, attribute, value):
+    if value is not None:
+        _fraction(instance, attribute, value)
+
+
+DATA, MODEL, TRAINING, PRETRAINING = "data", "model", "training", "pretraining"
+
+
 @attrs.define
 class DataConfig:
     """Where the data is and how it becomes batches."""
 
-    table: str
-    metadata: str | None = None
-    metadata_column: str | None = None
-    sequences: str | None = None
-    categorical_columns: list[str] = attrs.field(factory=list, converter=split_columns)
-    max_asvs: int = attrs.field(default=256, validator=positive)
-    max_bp: int = attrs.field(default=150, validator=positive)
-    rarefy_depth: int | None = attrs.field(default=None, validator=positive)
-    val_fraction: float = attrs.field(default=0.2, validator=_fraction)
-    stratify_by: str | None = None
-    normalize_by: str | None = None
+    table: str = attrs.field(metadata=_help("BIOM table (HDF5 or JSON) whose feature IDs are ASV sequences.", DATA))
+    metadata: str | None = attrs.field(default=None, metadata=_help("Metadata TSV (QIIME 2 conventions).", DATA))
+    metadata_column: str | None = attrs.field(default=None, metadata=_help("Target column to predict.", DATA))
+    sequences: str | None = attrs.field(
+        default=None, metadata=_help("FASTA mapping hashed feature IDs to sequences (dna-sequences.fasta).", DATA)
+    )
+    categorical_columns: list[str] = attrs.field(
+        factory=list,
+        converter=split_columns,
+        metadata=_help("Comma-separated categorical metadata columns used as model inputs.", DATA),
+    )
+    max_asvs: int = attrs.field(default=256, validator=positive, metadata=_help("Most abundant ASVs kept per sample.", DATA))
+    max_bp: int = attrs.field(default=150, validator=positive, metadata=_help("Nucleotides kept per ASV.", DATA))
+    rarefy_depth: int | None = attrs.field(
+        default=None, validator=positive, metadata=_help("Rarefy every sample to this many reads first.", DATA)
+    )
+    val_fraction: float = attrs.field(
+        default=0.2, validator=_fraction, metadata=_help("Share of samples held out for validation (model selection).", DATA)
+    )
+    test_fraction: float | None = attrs.field(
+        default=None,
+        validator=_optional_fraction,
+        metadata=_help("Share of samples held out as a test set that no selection ever sees.", DATA),
+    )
+    stratify_by: str | None = attrs.field(
+        default=None, metadata=_help("Categorical column to stratify the train/validation/test split by.", DATA)
+    )
+    normalize_by: str | None = attrs.field(
+        default=None, metadata=_help("Column whose categories get their own statistics (zscore-category only).", DATA)
+    )
+    tree: str | None = attrs.field(
+        default=None, metadata=_help("Newick tree over the ASVs: UniFrac distances computed per batch.", DATA)
+    )
+    unifrac_matrix: str | None = attrs.field(
+        default=None, metadata=_help("Precomputed UniFrac matrix (.tsv, .h5 as ssu writes, or .npy + IDs).", DATA)
+    )
+    unifrac_metric: str = attrs.field(
+        default="unweighted",
+        validator=v.in_(["unweighted", "weighted-normalized"]),
+        metadata=_help("UniFrac metric computed from --tree.", DATA, choices=["unweighted", "weighted-normalized"]),
+    )
+    prune_missing: bool = attrs.field(
+        default=False, metadata=_help("Drop ASVs missing from --tree instead of failing.", DATA)
+    )
 
 
 @attrs.define
 class ModelConfig:
     """Shape of the network and which fusion combines sequences with metadata."""
 
-    embedding_dim: int = attrs.field(default=128, validator=positive)
-    attention_heads: int = attrs.field(default=4, validator=positive)
-    attention_layers: int = attrs.field(default=4, validator=positive)
-    asv_layers: int | None = attrs.field(default=None, validator=positive)
-    patch_size: int = attrs.field(default=4, validator=positive)
-    feedforward_mult: int = attrs.field(default=4, validator=positive)
-    dropout: float = attrs.field(default=0.1, validator=_unit_interval)
-    fusion: str = "concat"
-    fusion_options: dict[str, Any] = attrs.field(factory=dict)
-    classifier: bool = False
-    out_dim: int = attrs.field(default=1, validator=positive)
-    count_prediction: bool = True
-    conditional_output_scaling: str | None = None
+    embedding_dim: int = attrs.field(default=128, validator=positive, metadata=_help("Width of every embedding.", MODEL))
+    attention_heads: int = attrs.field(default=4, validator=positive, metadata=_help("Attention heads in the encoders.", MODEL))
+    attention_layers: int = attrs.field(
+        default=4,
+        validator=positive,
+        metadata=_help("Transformer layers in the sample encoder (and ASV encoder unless --asv-layers).", MODEL),
+    )
+    asv_layers: int | None = attrs.field(
+        default=None, validator=positive, metadata=_help("Transformer layers in the ASV encoder [default: --attention-layers].", MODEL)
+    )
+    patch_size: int = attrs.field(
+        default=4, validator=positive, metadata=_help("Nucleotides per ASV-encoder token (k-mer patch); 1 = one token per base.", MODEL)
+    )
+    feedforward_mult: int = attrs.field(
+        default=4, validator=positive, metadata=_help("Feed-forward width as a multiple of --embedding-dim.", MODEL)
+    )
+    dropout: float = attrs.field(default=0.1, validator=_unit_interval, metadata=_help("Dropout in the sample encoder and heads.", MODEL))
+    fusion: str = attrs.field(
+        default="concat", metadata=_help("How categorical metadata is fused (see --categorical-help, 'aam plugins').", MODEL)
+    )
+    fusion_options: dict[str, Any] = attrs.field(factory=dict, metadata={"cli": False})
+    classifier: bool = attrs.field(default=False, metadata=_help("Classify the target column instead of regressing it.", MODEL))
+    count_prediction: bool = attrs.field(
+        default=True, metadata=_help("Predict hidden ASV abundances as an auxiliary task.", MODEL)
+    )
+    conditional_output_scaling: str | None = attrs.field(
+        default=None, metadata=_help("Categorical column with a learned per-category scale and bias on the output.", MODEL)
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.embedding_dim % self.attention_heads:
@@ -106,34 +172,80 @@ class ModelConfig:
 
 @attrs.define
 class TrainConfig:
-    """Optimisation, schedule, devices and the target transform."""
+    """Optimisation, schedule, devices, the target transform and the auxiliary objectives."""
 
-    epochs: int = attrs.field(default=50, validator=positive)
-    batch_size: int = attrs.field(default=16, validator=positive)
-    lr: float = attrs.field(default=3e-4, validator=positive)
-    categorical_lr: float | None = attrs.field(default=None, validator=positive)
-    weight_decay: float = attrs.field(default=0.01, validator=non_negative)
-    warmup_fraction: float = attrs.field(default=0.05, validator=_unit_interval)
-    grad_clip: float = attrs.field(default=1.0, validator=non_negative)
-    grad_accum: int = attrs.field(default=1, validator=positive)
-    patience: int = attrs.field(default=10, validator=non_negative)
-    seed: int = 42
-    device: str | None = None
-    parallel: str = "single"
-    target_transform: str = "zscore"
-    count_loss_weight: float = attrs.field(default=1.0, validator=non_negative)
-    target_loss: str = attrs.field(default="mse", validator=v.in_(["mse", "mae", "huber"]))
-    amp: bool = True
+    epochs: int = attrs.field(default=50, validator=positive, metadata=_help("Maximum epochs.", TRAINING))
+    batch_size: int = attrs.field(default=16, validator=positive, metadata=_help("Samples per batch (per device).", TRAINING))
+    lr: float = attrs.field(default=3e-4, validator=positive, metadata=_help("Peak learning rate (AdamW, warmup then cosine).", TRAINING))
+    categorical_lr: float | None = attrs.field(
+        default=None,
+        validator=positive,
+        metadata=_help("Learning rate of categorical embeddings, fusion and output scaling [default: --lr].", TRAINING),
+    )
+    weight_decay: float = attrs.field(default=0.01, validator=non_negative, metadata=_help("AdamW weight decay.", TRAINING))
+    warmup_fraction: float = attrs.field(
+        default=0.05, validator=_unit_interval, metadata=_help("Share of steps spent warming the learning rate up.", TRAINING)
+    )
+    grad_clip: float = attrs.field(default=1.0, validator=non_negative, metadata=_help("Gradient-norm clip (0 = off).", TRAINING))
+    grad_accum: int = attrs.field(default=1, validator=positive, metadata=_help("Batches accumulated per optimizer step.", TRAINING))
+    patience: int = attrs.field(
+        default=10, validator=non_negative, metadata=_help("Early stopping: epochs without validation improvement (0 = off).", TRAINING)
+    )
+    seed: int = attrs.field(default=42, metadata=_help("Seed for the split, initialisation and shuffling.", TRAINING))
+    device: str | None = attrs.field(
+        default=None, metadata=_help("Force a device (cpu, cuda, cuda:1) [default: CUDA if available].", TRAINING)
+    )
+    parallel: str = attrs.field(default="single", metadata=_help("Parallel strategy plugin (see 'aam plugins').", TRAINING))
+    target_transform: str = attrs.field(default="zscore", metadata=_help("Target transform plugin.", TRAINING))
+    count_loss_weight: float = attrs.field(
+        default=1.0, validator=non_negative, metadata=_help("Weight of the hidden-abundance prediction loss.", TRAINING)
+    )
+    count_mask_ratio: float = attrs.field(
+        default=0.15,
+        validator=_probability,
+        metadata=_help("Share of each sample's ASVs whose abundance is hidden and predicted (with --count-prediction).", TRAINING),
+    )
+    category_dropout: float = attrs.field(
+        default=0.1,
+        validator=_probability,
+        metadata=_help("Chance that a training sample's category is replaced by 'unknown', so unseen or missing metadata predicts sensibly.", TRAINING),
+    )
+    target_loss: str = attrs.field(
+        default="mse", validator=v.in_(["mse", "mae", "huber"]), metadata=_help("Regression loss.", TRAINING, choices=["mse", "mae", "huber"])
+    )
+    amp: bool = attrs.field(default=True, metadata=_help("Mixed precision (bfloat16) on CUDA.", TRAINING))
+    checkpoint_every: int = attrs.field(
+        default=0,
+        validator=non_negative,
+        metadata=_help("Also save last.pt every N optimizer steps inside an epoch (0 = at epoch ends and every 10 minutes).", TRAINING),
+    )
+    unifrac_penalty: float = attrs.field(
+        default=0.0, validator=non_negative, metadata=_help("Weight of the UniFrac distance loss (needs --tree or --unifrac-matrix).", PRETRAINING)
+    )
+    nuc_penalty: float = attrs.field(
+        default=0.0, validator=non_negative, metadata=_help("Weight of the masked-nucleotide loss.", PRETRAINING)
+    )
+    nuc_mask_ratio: float = attrs.field(
+        default=0.15, validator=_probability, metadata=_help("Share of each ASV's patches masked for the nucleotide loss.", PRETRAINING)
+    )
+    pretrained_encoder: str | None = attrs.field(
+        default=None, metadata=_help("Start from the encoder of an 'aam pretrain' checkpoint.", PRETRAINING)
+    )
+    freeze_base: bool = attrs.field(
+        default=False, metadata=_help("Keep the pretrained ASV encoder fixed (its embeddings are cached).", PRETRAINING)
+    )
 
 
 @attrs.define
 class RunConfig:
-    """Everything a training run needs; saved as ``config.json`` and inside each checkpoint."""
+    """Everything a run needs; saved as ``config.json`` and inside each checkpoint."""
 
     data: DataConfig
     model: ModelConfig = attrs.field(factory=ModelConfig)
     training: TrainConfig = attrs.field(factory=TrainConfig)
     output_dir: str | None = None
+    #: ``train`` (a target column) or ``pretrain`` (UniFrac + masked nucleotides, no labels).
+    task: str = attrs.field(default="train", validator=v.in_(["train", "pretrain"]))
 
 
 def _first_config_error(exc: BaseException) -> ConfigError | None:

@@ -32,8 +32,9 @@ from aam_core.baseline import run_baseline
 from aam_core.data.dataset import load_dataset
 from aam_core.data.split import kfold_splits
 from aam_core.errors import ConfigError, DataError
-from aam_core.files import check_output_dir, write_text_atomic, write_tsv_atomic
+from aam_core.files import write_text_atomic, write_tsv_atomic
 from aam_core.options import build_config
+from aam_core.outdir import check_output_dir
 from aam_core.plugins import get_plugin
 from aam_core.training.metrics import compute_metrics
 

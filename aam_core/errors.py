@@ -29,3 +29,18 @@ class CheckpointError(AAMError):
 
 class TrainingError(AAMError):
     """Training diverged or cannot continue (for example a non-finite loss)."""
+
+
+class RunInterrupted(AAMError):
+    """SIGINT or SIGTERM stopped a run after it saved ``last.pt``; exit status 130 or 143."""
+
+    def __init__(self, signum: int, epoch: int, batch: int | None):
+        import signal
+
+        self.signum, self.epoch, self.batch = signum, epoch, batch
+        self.exit_code = 128 + int(signum)
+        where = f"epoch {epoch}" + (f", batch {batch}" if batch is not None else " (end)")
+        super().__init__(
+            f"Interrupted by {signal.Signals(signum).name} at {where}; checkpoints/last.pt is saved: "
+            "continue with --resume-from <output-dir>/checkpoints/last.pt."
+        )

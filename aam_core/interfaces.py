@@ -32,7 +32,15 @@ class Fusion(nn.Module, abc.ABC):
     attention pooling. It returns ``FusionOutput(pooled [B, D], extras)``. Pooled fusions call
     ``pool(asv, mask)`` first and combine; position-wise fusions transform ``asv`` and then pool;
     a fusion may also replace pooling entirely (perceiver). Padding must not change the result.
+
+    ``uses_pool = False`` tells the model not to build its attention pooling (a module that never
+    gets a gradient breaks DistributedDataParallel). ``extras_axes`` names, for each extra, the
+    axis of one sample's array (batch axis removed) that runs over the sample's ASV slots, or
+    None when no axis does; ``aam predict`` trims those axes to each sample's own ASVs.
     """
+
+    uses_pool: bool = True
+    extras_axes: dict[str, int | None] = {}
 
     @abc.abstractmethod
     def forward(

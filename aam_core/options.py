@@ -106,8 +106,8 @@ def build_config(config: RunConfig | str | Path | None = None, **options: Any) -
         data["model"].pop("fusion_options", None)  # they belonged to the file's fusion
     fusion_names = None
     for key, value in options.items():
-        if key == "output_dir":
-            data["output_dir"] = str(value)
+        if key in ("output_dir", "task"):
+            data[key] = str(value)
         elif key == "categorical_columns":
             data["data"][key] = split_columns(value)
         elif key in FIELD_SECTION:

@@ -39,7 +39,14 @@ class _Spec:
 
 @attrs.frozen
 class FusionSpec(_Spec):
-    """A fusion module: ``factory(dim=int, n_columns=int, options=...) -> Fusion``."""
+    """A fusion module: ``factory(dim=int, n_columns=int, options=...) -> Fusion``.
+
+    ``need`` and ``hint`` make the fusion's row of ``aam train --categorical-help``: the need it
+    answers ("adaptive weighting of metadata vs sequences") and what follows ``--fusion NAME``
+    there ("(gate values in TensorBoard)"); a newline continues either on the next line."""
+
+    need: str = ""
+    hint: str = ""
 
     family = "fusion"
 

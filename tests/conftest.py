@@ -5,12 +5,16 @@ Fixtures
 --------
 ``make_tiny_data(**options) -> TinyData``
     Writes a synthetic BIOM table and metadata TSV to a new folder under ``tmp_path``.
+``module_tiny_data(**options) -> TinyData``
+    The same, for module-scoped fixtures.
 ``tiny_data -> TinyData``
     ``make_tiny_data()`` with the defaults: 30 samples × 40 ASVs, seed 0.
 ``write_biom(path, counts, feature_ids, sample_ids, fmt='hdf5') -> Path``
     Writes ``counts [samples, features]`` as an HDF5 or JSON BIOM table.
 ``write_tsv(path, header, rows, types=None) -> Path``
     Writes a TSV; ``types`` adds a ``#q2:types`` row.
+``write_tree(path, tips, seed=0) -> Path``
+    Writes a random rooted binary Newick tree over ``tips`` (branch lengths 0.01–0.3).
 ``masked_mean_pool -> pool(h [B, S, D], mask [B, S]) -> [B, D]``
     Mean over present positions; zeros for a row with none.
 ``oral_age -> OralAgePaths``
@@ -23,6 +27,9 @@ Fixtures
     ``{'embedding_dim': 16, 'force': True}`` → ``['--embedding-dim', '16', '--force']``.
 ``run_cli(*args) -> CliResult``
     Runs ``aam`` as the console script does; returns ``code``, ``out`` and ``err``.
+``start_aam(*args) -> subprocess.Popen``
+    Starts ``aam`` in a separate process on one thread (stdout and stderr piped, as text): for
+    tests that send it real signals.
 ``read_tensorboard(run_dir) -> EventAccumulator``
     The run's ``tensorboard/`` events, loaded in full (``.Scalars(tag)``, ``.Tags()``).
 ``recorded_plots -> list[PlotCall]``
@@ -34,6 +41,9 @@ Every test session runs torch on one thread (``_one_torch_thread``, autouse).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -136,53 +146,89 @@ def _write_tsv(
     return path
 
 
+def write_tiny_data(
+    folder: Path,
+    n_samples: int = 30,
+    n_features: int = 40,
+    seed: int = 0,
+    max_per_sample: int = 15,
+    id_header: str = "sample-id",
+    q2_types: bool = True,
+    fmt: str = "hdf5",
+) -> TinyData:
+    """Write a synthetic table and metadata into ``folder`` (created)."""
+    rng = np.random.default_rng(seed)
+    sequences = random_sequences(rng, n_features)
+    counts = np.zeros((n_samples, n_features), dtype=np.int64)
+    for row in range(n_samples):
+        k = int(rng.integers(1, max_per_sample + 1))
+        present = rng.choice(n_features, size=k, replace=False)
+        counts[row, present] = rng.choice(np.arange(1, 500), size=k, replace=False)
+    for col in np.flatnonzero(counts.sum(axis=0) == 0):  # every ASV in some sample
+        row = int(rng.integers(n_samples))
+        counts[row, col] = counts[row].max() + 1
+    sample_ids = [f"S{i:03d}" for i in range(n_samples)]
+    age = np.round(rng.uniform(18.0, 80.0, size=n_samples), 1)
+    site = np.array([SITES[i] for i in rng.integers(len(SITES), size=n_samples)])
+
+    folder.mkdir(parents=True, exist_ok=True)
+    table = _write_biom(
+        folder / ("table.biom" if fmt == "hdf5" else "table.json.biom"),
+        counts,
+        sequences,
+        sample_ids,
+        fmt,
+    )
+    metadata = _write_tsv(
+        folder / "metadata.tsv",
+        [id_header, "age", "site"],
+        [[s, a, c] for s, a, c in zip(sample_ids, age, site, strict=True)],
+        ["numeric", "categorical"] if q2_types else None,
+    )
+    return TinyData(folder, table, metadata, sample_ids, sequences, counts, age, site)
+
+
 @pytest.fixture
 def make_tiny_data(tmp_path: Path) -> Callable[..., TinyData]:
     """A factory: ``make_tiny_data(n_samples=30, n_features=40, seed=0, max_per_sample=15,
     id_header='sample-id', q2_types=True, fmt='hdf5', name='tiny')``."""
 
-    def make(
-        n_samples: int = 30,
-        n_features: int = 40,
-        seed: int = 0,
-        max_per_sample: int = 15,
-        id_header: str = "sample-id",
-        q2_types: bool = True,
-        fmt: str = "hdf5",
-        name: str = "tiny",
-    ) -> TinyData:
-        rng = np.random.default_rng(seed)
-        sequences = random_sequences(rng, n_features)
-        counts = np.zeros((n_samples, n_features), dtype=np.int64)
-        for row in range(n_samples):
-            k = int(rng.integers(1, max_per_sample + 1))
-            present = rng.choice(n_features, size=k, replace=False)
-            counts[row, present] = rng.choice(np.arange(1, 500), size=k, replace=False)
-        for col in np.flatnonzero(counts.sum(axis=0) == 0):  # every ASV in some sample
-            row = int(rng.integers(n_samples))
-            counts[row, col] = counts[row].max() + 1
-        sample_ids = [f"S{i:03d}" for i in range(n_samples)]
-        age = np.round(rng.uniform(18.0, 80.0, size=n_samples), 1)
-        site = np.array([SITES[i] for i in rng.integers(len(SITES), size=n_samples)])
-
+    def make(name: str = "tiny", **options) -> TinyData:
         folder = tmp_path / name
-        folder.mkdir()
-        table = _write_biom(
-            folder / ("table.biom" if fmt == "hdf5" else "table.json.biom"),
-            counts,
-            sequences,
-            sample_ids,
-            fmt,
-        )
-        metadata = _write_tsv(
-            folder / "metadata.tsv",
-            [id_header, "age", "site"],
-            [[s, a, c] for s, a, c in zip(sample_ids, age, site, strict=True)],
-            ["numeric", "categorical"] if q2_types else None,
-        )
-        return TinyData(folder, table, metadata, sample_ids, sequences, counts, age, site)
+        if folder.exists():
+            raise FileExistsError(folder)
+        return write_tiny_data(folder, **options)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def module_tiny_data(tmp_path_factory) -> Callable[..., TinyData]:
+    """``make_tiny_data`` for data shared by the tests of one module (``scope='module'``)."""
+    return lambda **options: write_tiny_data(tmp_path_factory.mktemp("tiny"), **options)
+
+
+def random_newick(tips: list[str], seed: int = 0) -> str:
+    """A random rooted binary tree over ``tips`` with branch lengths in (0.01, 0.3)."""
+    rng = np.random.default_rng(seed)
+    nodes = list(tips)
+    while len(nodes) > 1:
+        i, j = sorted(rng.choice(len(nodes), size=2, replace=False))
+        a, b = nodes[i], nodes[j]
+        la, lb = rng.uniform(0.01, 0.3, size=2)
+        nodes = [n for k, n in enumerate(nodes) if k not in (i, j)] + [f"({a}:{la:.4f},{b}:{lb:.4f})"]
+    return nodes[0] + ";"
+
+
+@pytest.fixture
+def write_tree() -> Callable[..., Path]:
+    """``write_tree(path, tips, seed=0)``: a random rooted binary Newick tree over ``tips``."""
+
+    def write(path: Path, tips: list[str], seed: int = 0) -> Path:
+        Path(path).write_text(random_newick(list(tips), seed) + "\n")
+        return Path(path)
+
+    return write
 
 
 @pytest.fixture
@@ -326,7 +372,7 @@ def recorded_plots(monkeypatch) -> list[PlotCall]:
     several times faster, and can check the plotted values. No PNG is written."""
     import matplotlib.figure
 
-    from aam_core.training import artifacts
+    from aam_core.training import supervised
 
     calls: list[PlotCall] = []
 
@@ -341,9 +387,33 @@ def recorded_plots(monkeypatch) -> list[PlotCall]:
         record(actual, predicted)
         return Path(path)
 
-    monkeypatch.setattr(artifacts, "predicted_vs_actual_figure", figure)
-    monkeypatch.setattr(artifacts, "save_predicted_vs_actual", save)
+    monkeypatch.setattr(supervised, "predicted_vs_actual_figure", figure)
+    monkeypatch.setattr(supervised, "save_predicted_vs_actual", save)
     return calls
+
+
+@pytest.fixture
+def start_aam() -> Callable[..., subprocess.Popen]:
+    """``start_aam('train', ...)``: ``python -m aam_core.cli`` in a new process, one thread."""
+    started: list[subprocess.Popen] = []
+
+    def start(*args: object) -> subprocess.Popen:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "aam_core.cli", *(str(a) for a in args)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
 
 
 @pytest.fixture

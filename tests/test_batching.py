@@ -9,7 +9,7 @@ import torch
 from aam_core.config import ModelConfig
 from aam_core.data import load_dataset
 from aam_core.data.batching import S_BUCKET, U_BUCKET, collate, iter_batches
-from aam_core.model.aam import AAMModel
+from aam_core.model.aam import AAMModel, Heads
 
 
 @pytest.fixture
@@ -139,7 +139,8 @@ def tiny_model(max_bp: int) -> AAMModel:
     config = ModelConfig(
         embedding_dim=16, attention_heads=2, attention_layers=1, dropout=0.0, feedforward_mult=2
     )
-    return AAMModel(config, max_bp=max_bp, out_dim=1, category_sizes=[], fusion=None).eval()
+    heads = Heads(out_dim=1, counts=True)
+    return AAMModel(config, max_bp=max_bp, heads=heads, category_sizes=[], fusion=None).eval()
 
 
 @pytest.mark.parametrize("bucket", [False, True])
@@ -148,11 +149,11 @@ def test_encoding_in_a_batch_equals_encoding_alone(dataset, bucket):
     rows = np.arange(len(dataset))
     batch = make_batch(dataset, rows, bucket=bucket)
     with torch.no_grad():
-        together = model.encode(batch)
+        together, _ = model.encode(batch)
         output = model(batch)
         for b, row in enumerate(rows):
             single = make_batch(dataset, [row])
-            alone = model.encode(single)
+            alone, _ = model.encode(single)
             n = int(single.mask.sum())
             assert alone.shape[1] == n
             torch.testing.assert_close(together[b, :n], alone[0], atol=1e-5, rtol=1e-5)

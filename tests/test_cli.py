@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from aam_core import list_plugins, train
-from aam_core.guide import CATEGORICAL_GUIDE
+from aam_core.guide import categorical_guide
 
 PREVIOUS_RUN = {
     "config.json": b'{"previous": "run"}\n',
@@ -159,9 +159,11 @@ def test_predict_and_plugins_help(run_cli):
 def test_categorical_help_prints_the_guide(run_cli):
     result = run_cli("train", "--categorical-help")
     assert result.code == 0
-    assert result.out == CATEGORICAL_GUIDE + "\n"
+    assert result.out == categorical_guide() + "\n"
     for fusion in ("concat", "gmu", "cross-attention", "perceiver", "--conditional-output-scaling"):
         assert fusion in result.out
+    # assembled from the plugins: the example's fusion (no guide text) is still named
+    assert "Also installed: scaled-add." in result.out
 
 
 def test_plugins_lists_the_builtins_and_the_example(run_cli):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -47,6 +46,16 @@ def test_extras_are_trimmed_to_each_samples_asvs_and_name_them(tiny_data, tmp_pa
         attention = extras["attention"][row]
         assert attention.shape == (2, len(sequences), 1)
         np.testing.assert_allclose(attention.sum(-1), 1.0, rtol=1e-5)
+
+
+def test_a_gate_as_wide_as_the_slot_count_is_not_trimmed(tiny_data, tmp_path, recorded_plots):
+    """A GMU gate has D entries; a batch whose slot count equals D must not cut it per sample."""
+    del recorded_plots
+    dim = int(tiny_data.counts.astype(bool).sum(axis=1).max())  # = the slot count of a full batch
+    result = _train(tiny_data, tmp_path, categorical_columns="site", fusion="gmu", embedding_dim=dim, attention_heads=1)
+    frame, extras = predict(result.model, tiny_data.table, metadata=tiny_data.metadata, return_extras=True, batch_size=len(tiny_data.sample_ids))
+    for gate in extras["gate"]:
+        assert gate.shape == (dim,)
 
 
 def test_rarefying_deeper_than_every_sample_is_a_data_error(tiny_data):
@@ -101,20 +110,22 @@ def test_overriding_the_fusion_of_a_config_file_drops_its_options(tmp_path):
     assert kept.model.fusion_options == {"cross_attn_heads": 2}
 
 
-def test_training_reads_only_the_strategy_shard(tiny_data):
+def test_training_reads_only_the_strategy_shard(tiny_data, tiny_model):
     import torch
 
-    from aam_core.training.supervised import SupervisedTask, TargetEncoding
+    from aam_core.model.build import build_model
+    from aam_core.targets import TargetEncoding
+    from aam_core.training.supervised import Split, SupervisedTask
     from aam_plugins.transforms.zscore import ZScoreTransform
 
+    config = build_config(table=str(tiny_data.table), max_asvs=8, **{**tiny_model, "batch_size": 4})
     dataset = load_dataset(tiny_data.config())
     rows = np.arange(len(dataset))
     encoding = TargetEncoding(None, ZScoreTransform().fit(dataset.target), None)
     task = SupervisedTask(
-        model=SimpleNamespace(count_head=None, fusion=None), dataset=dataset, train_rows=rows, val_rows=rows[:0],
-        codes=np.zeros((len(dataset), 0), dtype=np.int64), encoding=encoding, batch_size=4,
-        max_asvs=8, seed=0, target_loss="mse", count_loss_weight=0.0, column_names=[],
-        bucket=False, device=torch.device("cpu"), shard=lambda order: list(order[::2]),
+        config=config, model=build_model(config, out_dim=1, category_sizes=[], scaling=None), dataset=dataset,
+        split=Split(train=rows, val=rows[:0]), codes=np.zeros((len(dataset), 0), dtype=np.int64),
+        encoding=encoding, device=torch.device("cpu"), shard=lambda order: list(order[::2]),
     )  # fmt: skip
     seen = np.concatenate([b.rows for b in task.train_batches(epoch=1)])
     assert len(seen) == len(rows[::2]) == task.n_train_batches() * 4 - (-len(rows[::2]) % 4)

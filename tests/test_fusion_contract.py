@@ -57,6 +57,19 @@ def test_output_shape_and_extras(name, k, masked_mean_pool):
 
 
 @n_columns
+def test_declared_extras_axes_run_over_the_asv_slots(name, k, masked_mean_pool):
+    """Every extra has a declared axis (or None); a declared axis has one entry per ASV slot."""
+    asv, mask, cat = batch(k)
+    fusion = make(name, k).eval()
+    out = fusion(asv, mask, cat, None if not fusion.uses_pool else masked_mean_pool)
+    for key, value in out.extras.items():
+        assert key in fusion.extras_axes, f"{name} does not declare the axes of extra '{key}'"
+        axis = fusion.extras_axes[key]
+        if axis is not None:
+            assert value.shape[1 + axis] == SEQ, (key, value.shape)
+
+
+@n_columns
 def test_gradients_reach_both_inputs_and_parameters(name, k, masked_mean_pool):
     asv, mask, cat = batch(k)
     asv.requires_grad_(True)

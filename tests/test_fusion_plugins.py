@@ -127,8 +127,9 @@ def test_perceiver_attention_extras_and_summary(masked_mean_pool):
     assert fusion(asv, mask, cat, masked_mean_pool).extras == {}  # not computed while training
     fusion.eval()
     out = fusion(asv, mask, cat, masked_mean_pool)
-    weights = out.extras["attention"]
-    assert weights.shape == (BATCH, 2, 5, SEQ + len(COLUMNS))
+    weights = torch.cat([out.extras["attention"], out.extras["metadata_attention"]], dim=-1)
+    assert out.extras["attention"].shape == (BATCH, 2, 5, SEQ)
+    assert out.extras["metadata_attention"].shape == (BATCH, 2, 5, len(COLUMNS))
     assert torch.allclose(weights.sum(dim=-1), torch.ones(BATCH, 2, 5))
     assert torch.equal(weights[1, :, :, 4:SEQ], torch.zeros_like(weights[1, :, :, 4:SEQ]))
     summary = fusion.summarize(out.extras, COLUMNS)

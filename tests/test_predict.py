@@ -141,18 +141,30 @@ def test_unseen_category_warns_and_still_predicts(trained, other_samples):
     assert np.isfinite(frame["predicted"]).all()
 
 
-def test_categorical_model_needs_metadata(trained, tiny_data, run_cli, tmp_path):
-    with pytest.raises(CheckpointError, match="site"):
-        predict(best_checkpoint(trained), tiny_data.table)
+def test_categorical_model_predicts_without_metadata_as_unknown(trained, tiny_data, run_cli, tmp_path):
+    """No --metadata: one warning naming the columns; every sample is predicted with its
+    category unknown — the same as metadata whose categories the model never saw."""
+    with pytest.warns(UserWarning, match="No --metadata.*site.*unknown") as caught:
+        frame = predict(best_checkpoint(trained), tiny_data.table)
+    assert len([w for w in caught if "No --metadata" in str(w.message)]) == 1
+    assert sorted(frame["sample_id"]) == sorted(tiny_data.sample_ids)
+    assert np.isfinite(frame["predicted"]).all()
+
+    unseen = tiny_data.with_column("site2", ["x"] * len(tiny_data.sample_ids))
+    relabelled = tmp_path / "unseen.tsv"
+    text = unseen.metadata.read_text().replace("\tsite\t", "\told_site\t").replace("\tsite2", "\tsite")
+    relabelled.write_text(text)
+    with pytest.warns(UserWarning, match="unseen in training"):
+        as_unseen = predict(best_checkpoint(trained), tiny_data.table, metadata=relabelled)
+    merged = frame.merge(as_unseen, on="sample_id", suffixes=("", "_unseen"))
+    np.testing.assert_allclose(merged["predicted"], merged["predicted_unseen"], rtol=1e-6)
 
     out = tmp_path / "p.tsv"
-    result = run_cli(
-        "predict", "--model", best_checkpoint(trained), "--table", tiny_data.table, "--output", out
-    )
-    assert result.code == 2
-    assert result.err.startswith("aam: error:") and result.err.count("\n") == 1
-    assert "--metadata" in result.err and "site" in result.err
-    assert not out.exists()
+    with pytest.warns(UserWarning, match="No --metadata") as caught:
+        result = run_cli("predict", "--model", best_checkpoint(trained), "--table", tiny_data.table, "--output", out)
+    assert result.code == 0, result.err
+    assert len([w for w in caught if "No --metadata" in str(w.message)]) == 1
+    assert out.exists()
 
 
 @pytest.mark.parametrize("kind", ["missing", "random-bytes", "json", "foreign-torch"])

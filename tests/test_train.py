@@ -94,7 +94,7 @@ def test_train_writes_every_output(tiny_data, tiny_model, read_tensorboard, tmp_
     assert at_best == pytest.approx(metrics["val"]["mae"], rel=1e-6)
 
     # atomic writes leave no temporary files behind
-    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    assert not [p for p in out.rglob("*") if p.name.endswith((".tmp", ".aamtmp"))]
 
 
 def test_same_seed_gives_identical_predictions(tiny_data, tiny_model, recorded_plots, tmp_path):

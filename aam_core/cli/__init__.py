@@ -32,9 +32,9 @@ def cli(quiet: bool) -> None:
 
 
 def _register_commands() -> None:
-    from aam_core.cli import baseline, cv, evaluate, plugins, predict, train, unifrac
+    from aam_core.cli import baseline, cv, evaluate, plugins, predict, train
 
-    for module in (train, predict, plugins, baseline, evaluate, cv, unifrac):
+    for module in (train, predict, plugins, baseline, evaluate, cv):
         cli.add_command(module.command)
 
 

@@ -6,8 +6,8 @@ import math
 
 import click
 
-from aam_core.cli.options import parse_key_values
-from aam_core.cli.train import MODEL_AND_TRAINING, apply_options, model_and_training_options
+from aam_core.cli.options import GroupedCommand, parse_key_values
+from aam_core.cli.train import model_and_training_options, model_and_training_params
 from aam_core.training.metrics import METRIC_LABELS
 
 
@@ -55,7 +55,9 @@ def _cv(**kwargs) -> None:
     """
     from aam_core.cv import cross_validate
 
+    own = {k: kwargs.pop(k) for k in CV_OWN}
     train_options = model_and_training_options(kwargs)
+    kwargs = own
     if "seed" in train_options:  # one seed for the folds and every fold's training
         kwargs["seed"] = train_options.pop("seed")
     config = kwargs.pop("config")
@@ -82,6 +84,17 @@ def _cv(**kwargs) -> None:
     click.echo(f"Results: {result.output_dir}")
 
 
-command = click.command(
-    "cv", short_help="Cross-validate AAM against a baseline on identical folds."
-)(apply_options(_cv, MODEL_AND_TRAINING))
+CV_OWN = ("table", "metadata", "metadata_column", "folds", "group_by", "stratify_by", "output_dir", "force", "baseline", "baseline_option", "config")
+
+_own_params = list(reversed(getattr(_cv, "__click_params__", [])))
+for _param in _own_params:
+    _param.group = "data"  # type: ignore[attr-defined]
+
+command = GroupedCommand(
+    "cv",
+    callback=_cv,
+    params=[*_own_params, *model_and_training_params()],
+    help=_cv.__doc__,
+    short_help="Cross-validate AAM against a baseline on identical folds.",
+    plugin_families=("fusion",),
+)

@@ -4,6 +4,11 @@ Samples in a batch share most of their ASVs, so the ASV encoder runs on the batc
 ``asv_tokens [U, L]`` and each sample points into them with ``asv_index [B, S]``. S and L are this
 batch's own maxima (S capped by ``max_asvs``, keeping the most abundant ASVs); on CUDA S and U are
 rounded up to buckets so kernels are reused.
+
+Tokens travel as ``uint8`` (a quarter of the bytes of ``int32`` to the device); ``totals`` is
+each sample's full read count, so relative abundances do not depend on ``max_asvs``. Tasks may
+add ``count_mask`` (abundances hidden from the model) and ``asv_embeddings`` (precomputed by a
+frozen encoder) before the forward pass.
 """
 
 from __future__ import annotations
@@ -21,29 +26,51 @@ S_BUCKET, U_BUCKET = 16, 64
 
 @attrs.define
 class Batch:
-    asv_tokens: torch.Tensor  # long [U, L], 0 = padding
+    asv_tokens: torch.Tensor  # uint8 [U, L], 0 = padding
     asv_index: torch.Tensor  # long [B, S], index into asv_tokens (0 where mask is False)
     counts: torch.Tensor  # float [B, S], raw counts (0 at padding)
     mask: torch.Tensor  # bool [B, S], True where an ASV is present
+    totals: torch.Tensor  # float [B], every read of the sample (not only the kept ASVs)
     categories: torch.Tensor  # long [B, K]
     target: torch.Tensor | None  # float [B] (model units) or long [B] (class index)
     sample_ids: list[str]
     rows: np.ndarray  # positions of these samples in the dataset they came from
     features: np.ndarray  # dataset feature index of each real row of asv_tokens [<= U]
+    count_mask: torch.Tensor | None = None  # bool [B, S]: abundances hidden from the model
+    asv_embeddings: torch.Tensor | None = None  # [U, D] from a frozen ASV encoder
+    distances: torch.Tensor | None = None  # float [B, B]: exact UniFrac between the samples
+    nucleotide_target: torch.Tensor | None = None  # long [U, L]: masked bases (-1 elsewhere)
+
+    _TENSORS = (
+        "asv_tokens",
+        "asv_index",
+        "counts",
+        "mask",
+        "totals",
+        "categories",
+        "target",
+        "count_mask",
+        "asv_embeddings",
+        "distances",
+        "nucleotide_target",
+    )
 
     def to(self, device: torch.device) -> Batch:
-        def move(t):
-            return None if t is None else t.to(device, non_blocking=True)
+        if self.asv_tokens.device == device:
+            return self
+        moved = {}
+        for name in self._TENSORS:
+            value = getattr(self, name)
+            moved[name] = None if value is None else value.to(device, non_blocking=True)
+        return attrs.evolve(self, **moved)
 
-        return attrs.evolve(
-            self,
-            asv_tokens=move(self.asv_tokens),
-            asv_index=move(self.asv_index),
-            counts=move(self.counts),
-            mask=move(self.mask),
-            categories=move(self.categories),
-            target=move(self.target),
-        )
+    def pin_memory(self) -> Batch:
+        """Page-locked copies, so the copy to a GPU overlaps compute (``DataLoader`` calls it)."""
+        pinned = {}
+        for name in self._TENSORS:
+            value = getattr(self, name)
+            pinned[name] = None if value is None else value.pin_memory()
+        return attrs.evolve(self, **pinned)
 
     @property
     def size(self) -> int:
@@ -66,6 +93,7 @@ def collate(
     """Build one batch from dataset rows. ``categories [n, K]`` and ``target [n]`` are encoded."""
     csr = dataset.counts
     per_sample_features, per_sample_counts = [], []
+    totals = np.asarray(dataset.totals[rows], dtype=np.float32)
     for row in rows:
         start, end = csr.indptr[row], csr.indptr[row + 1]
         feats, vals = csr.indices[start:end], csr.data[start:end]
@@ -87,7 +115,7 @@ def collate(
     if bucket:
         n_slots = _round_up(n_slots, S_BUCKET)
         n_unique = _round_up(n_unique, U_BUCKET)
-    asv_tokens = np.zeros((n_unique, seq_len), dtype=np.int64)
+    asv_tokens = np.zeros((n_unique, seq_len), dtype=np.uint8)
     asv_tokens[: len(unique)] = tokens
     asv_index = np.zeros((len(rows), n_slots), dtype=np.int64)
     counts = np.zeros((len(rows), n_slots), dtype=np.float32)
@@ -100,6 +128,7 @@ def collate(
         asv_index=torch.from_numpy(asv_index),
         counts=torch.from_numpy(counts),
         mask=torch.from_numpy(mask),
+        totals=torch.from_numpy(totals),
         categories=torch.from_numpy(categories[rows]),
         target=None if target is None else torch.as_tensor(target[rows]),
         sample_ids=[str(s) for s in dataset.sample_ids[rows]],

@@ -12,6 +12,7 @@ from scipy import sparse
 
 from aam_core.config import DataConfig
 from aam_core.data.metadata import read_metadata, require_column
+from aam_core.data.rarefy import rarefy
 from aam_core.data.table import feature_sequences, read_table, sample_by_feature
 from aam_core.data.tokens import tokenize
 from aam_core.errors import DataError
@@ -29,6 +30,14 @@ class Dataset:
     tokens: np.ndarray  # uint8 [f, L]
     metadata: pd.DataFrame  # indexed by sample_ids, same order
     target: np.ndarray | None  # float [n] (regression) or str [n] (classification)
+    feature_ids: np.ndarray | None = None  # str [f], the table's own IDs (hashes or sequences)
+    totals: np.ndarray = attrs.field(default=None)  # float [n], each sample's read count
+
+    def __attrs_post_init__(self) -> None:
+        if self.feature_ids is None:
+            self.feature_ids = self.sequences
+        if self.totals is None:
+            self.totals = np.asarray(self.counts.sum(axis=1), dtype=np.float64).ravel()
 
     def __len__(self) -> int:
         return len(self.sample_ids)
@@ -42,6 +51,8 @@ class Dataset:
             tokens=self.tokens,
             metadata=self.metadata.iloc[rows],
             target=None if self.target is None else self.target[rows],
+            feature_ids=self.feature_ids,
+            totals=self.totals[rows],
         )
 
     def rows_of(self, ids: list[str] | np.ndarray) -> np.ndarray:
@@ -62,6 +73,7 @@ def load_dataset(
     config: DataConfig,
     *,
     target_required: bool = True,
+    keep_all: bool | None = None,
     classifier: bool = False,
     extra_columns: tuple[str, ...] = (),
 ) -> Dataset:
@@ -69,18 +81,29 @@ def load_dataset(
 
     For training (``target_required``), samples missing from either file, with an empty or
     non-numeric target, or with no reads are dropped and counted in the log; if none remain, that
-    is a :class:`DataError`. For prediction every sample of the table is kept.
+    is a :class:`DataError`. For prediction (``keep_all``, the default without a target) every
+    sample of the table is kept; pretraining needs no target but drops empty samples.
     """
+    keep_all = not target_required if keep_all is None else keep_all
     table = read_table(config.table)
     sequences = np.array(feature_sequences(table, config.table, config.sequences), dtype=object)
-    if config.rarefy_depth:
-        before = table.shape[1]
-        table = table.subsample(config.rarefy_depth, axis="sample", seed=0)
-        if table.shape[1] == 0:
-            raise DataError(f"No sample of {config.table} has --rarefy-depth {config.rarefy_depth} reads.")
-        _drop(f"fewer than --rarefy-depth {config.rarefy_depth} reads", before - table.shape[1])
+    feature_ids = np.array([str(i) for i in table.ids(axis="observation")], dtype=object)
     counts = sample_by_feature(table)
     sample_ids = np.array([str(s) for s in table.ids(axis="sample")], dtype=object)
+    shallow = np.zeros(len(sample_ids), dtype=bool)
+    if config.rarefy_depth:
+        depth = config.rarefy_depth
+        counts, deep = rarefy(counts, depth, sample_ids, source=str(config.table))
+        shallow = ~deep
+        if not keep_all and not deep.any():
+            raise DataError(f"No sample of {config.table} has --rarefy-depth {depth} reads.")
+        if keep_all and shallow.any():
+            warnings.warn(
+                f"{int(shallow.sum())} samples of {config.table} have fewer than the model's "
+                f"rarefaction depth of {depth} reads (e.g. '{sample_ids[shallow][0]}'); they are "
+                "predicted unrarefied.",
+                stacklevel=2,
+            )
 
     text_columns = [*config.categorical_columns, *extra_columns]
     for optional in (config.stratify_by, config.normalize_by):
@@ -122,7 +145,9 @@ def load_dataset(
                 f"(e.g. '{sample_ids[~in_meta][0]}'); their metadata inputs are unknown.",
                 stacklevel=2,
             )
-    if target_required:  # for prediction every sample of the table is kept
+    if not keep_all:  # for prediction every sample of the table is kept
+        _drop(f"fewer than --rarefy-depth {config.rarefy_depth} reads", int((shallow & keep).sum()))
+        keep &= ~shallow
         empty = np.asarray(counts.sum(axis=1)).ravel() == 0
         _drop("no reads", int((empty & keep).sum()))
         keep &= ~empty
@@ -151,6 +176,7 @@ def load_dataset(
     counts.sort_indices()
     sequences = sequences[used]
     return Dataset(
+        feature_ids=feature_ids[used],
         sample_ids=sample_ids[rows],
         counts=counts,
         sequences=sequences,

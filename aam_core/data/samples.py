@@ -54,19 +54,29 @@ def present(ids: list[str], dataset: Dataset, what: str) -> list[str]:
     return [s for s in ids if s in known]
 
 
+def resolve_list(samples: Samples, dataset: Dataset, what: str) -> list[str]:
+    """The usable IDs of one list (unknown ones skipped with a warning); none at all is an error."""
+    ids = present(resolve_samples(samples, what), dataset, what)
+    if not ids:
+        raise DataError(f"No usable {what} samples: none of the listed IDs is in the table with a target.")
+    return ids
+
+
+def check_disjoint(named: dict[str, list[str]]) -> None:
+    """No sample may sit on two sides of a split."""
+    names = [n for n, ids in named.items() if ids]
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            overlap = set(named[first]) & set(named[second])
+            if overlap:
+                raise DataError(
+                    f"{len(overlap)} samples are in both the {first} and {second} lists, "
+                    f"e.g. '{sorted(overlap)[0]}'."
+                )
+
+
 def resolve_split(train: Samples, val: Samples, dataset: Dataset) -> tuple[list[str], list[str]]:
     """Given training and validation lists → the usable, disjoint IDs of each."""
-    train_ids = present(resolve_samples(train, "training"), dataset, "training")
-    val_ids = present(resolve_samples(val, "validation"), dataset, "validation")
-    for what, ids in (("training", train_ids), ("validation", val_ids)):
-        if not ids:
-            raise DataError(
-                f"No usable {what} samples: none of the listed IDs is in the table with a target."
-            )
-    overlap = set(train_ids) & set(val_ids)
-    if overlap:
-        raise DataError(
-            f"{len(overlap)} samples are in both the training and validation lists, "
-            f"e.g. '{sorted(overlap)[0]}'."
-        )
-    return train_ids, val_ids
+    named = {"training": resolve_list(train, dataset, "training"), "validation": resolve_list(val, dataset, "validation")}
+    check_disjoint(named)
+    return named["training"], named["validation"]

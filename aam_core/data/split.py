@@ -42,6 +42,31 @@ def train_val_split(
     return [str(s) for s in train], [str(s) for s in val]
 
 
+def three_way_split(
+    sample_ids: Sequence[str],
+    val_fraction: float,
+    test_fraction: float | None,
+    seed: int,
+    strata: Sequence[str] | None = None,
+) -> tuple[list[str], list[str], list[str]]:
+    """``(train, validation, test)``; both fractions are of all samples, the test set is drawn
+    first (and is empty when ``test_fraction`` is None)."""
+    ids = list(sample_ids)
+    test: list[str] = []
+    if test_fraction:
+        if val_fraction + test_fraction >= 1.0:
+            raise DataError(
+                f"--val-fraction {val_fraction} and --test-fraction {test_fraction} leave no training samples."
+            )
+        ids, test = train_val_split(ids, test_fraction, seed, strata)
+        if strata is not None:
+            position = {s: i for i, s in enumerate(sample_ids)}
+            strata = [strata[position[s]] for s in ids]
+        val_fraction = val_fraction / (1.0 - test_fraction)
+    train, val = train_val_split(ids, val_fraction, seed, strata)
+    return train, val, test
+
+
 def kfold_splits(
     sample_ids: Sequence[str],
     folds: int,

@@ -1,4 +1,7 @@
-"""Nucleotide tokens: A C G T → 1..4, anything else (N, IUPAC codes) → 5, 0 = padding."""
+"""Nucleotide tokens: A C G T → 1..4, anything else (N, IUPAC codes) → 5, 0 = padding.
+
+6 is the mask token of masked-nucleotide pretraining; it never comes from a sequence.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,10 @@ import warnings
 
 import numpy as np
 
-PAD, N_TOKEN = 0, 5
-VOCAB_SIZE = 6
+PAD, N_TOKEN, MASK_TOKEN = 0, 5, 6
+VOCAB_SIZE = 7
+#: Bases a masked position can be (the classes of the nucleotide head): A C G T N → 0..4.
+N_BASES = 5
 
 _LOOKUP = np.full(256, N_TOKEN, dtype=np.uint8)
 for _i, _base in enumerate("ACGT", start=1):

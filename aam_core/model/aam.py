@@ -1,6 +1,15 @@
-"""The composed model: ASV encoder → sample encoder → fusion/pooling → heads."""
+"""The composed model: ASV encoder → sample encoder → fusion/pooling → heads.
+
+Which heads exist follows the run: the target head for a supervised run, the hidden-abundance
+head with ``--count-prediction`` (and a non-zero weight), the UniFrac head with
+``--unifrac-penalty``, the nucleotide head with ``--nuc-penalty``. A head whose loss is off is
+not built at all, so every parameter gets a gradient (which DistributedDataParallel requires).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
 
 import attrs
 import torch
@@ -11,24 +20,46 @@ from aam_core.data.batching import Batch
 from aam_core.interfaces import Fusion
 from aam_core.model.asv_encoder import ASVEncoder
 from aam_core.model.categorical import CategoricalEmbedder
-from aam_core.model.heads import ConditionalScaling, CountHead, TargetHead
+from aam_core.model.heads import (
+    ConditionalScaling,
+    CountHead,
+    NucleotideHead,
+    TargetHead,
+    UniFracHead,
+)
 from aam_core.model.layers import AttentionPooling
 from aam_core.model.sample_encoder import SampleEncoder
+
+#: The parts a pretrained encoder carries into fine-tuning.
+ENCODER_MODULES = ("asv_encoder", "sample_encoder", "pool")
+
+
+@attrs.frozen
+class Heads:
+    """Which optional heads a model has (decided by the run's task and loss weights)."""
+
+    out_dim: int | None = None  # target head outputs; None: no target head (pretraining)
+    counts: bool = False  # hidden-abundance head
+    maskable_counts: bool = False  # the sample encoder can hide abundances
+    unifrac: bool = False
+    nucleotides: bool = False
 
 
 @attrs.define
 class ModelOutput:
-    prediction: torch.Tensor  # [B, out_dim], model units (or logits)
+    prediction: torch.Tensor | None  # [B, out_dim], model units (or logits); None without a target head
     embedding: torch.Tensor  # [B, D], pooled sample vector after fusion
     counts: torch.Tensor | None  # [B, S] predicted log relative abundance, or None
     extras: dict[str, torch.Tensor]  # fusion internals (gates, attention weights)
+    unifrac: torch.Tensor | None = None  # [B, D] coordinates whose distances predict UniFrac
+    nucleotides: torch.Tensor | None = None  # [U, P, patch, bases] logits of each patch's bases
 
 
 class AAMModel(nn.Module):
     """``forward(batch)`` → :class:`ModelOutput`.
 
-    The encoder (``asv_encoder`` + ``sample_encoder``) is separate from the conditioning and heads
-    so a pretrained encoder can be loaded and frozen.
+    The encoder (``asv_encoder`` + ``sample_encoder`` + ``pool``) is separate from the
+    conditioning and heads so a pretrained encoder can be loaded and frozen.
     """
 
     def __init__(
@@ -36,7 +67,7 @@ class AAMModel(nn.Module):
         config: ModelConfig,
         *,
         max_bp: int,
-        out_dim: int,
+        heads: Heads,
         category_sizes: list[int],
         fusion: Fusion | None,
         scaling: tuple[int, int] | None = None,
@@ -52,38 +83,83 @@ class AAMModel(nn.Module):
             config.feedforward_mult,
         )
         self.sample_encoder = SampleEncoder(
-            d, config.attention_heads, config.attention_layers, config.feedforward_mult, config.dropout
+            d,
+            config.attention_heads,
+            config.attention_layers,
+            config.feedforward_mult,
+            config.dropout,
+            maskable=heads.maskable_counts,
         )
-        self.pool = AttentionPooling(d)
         self.categorical = CategoricalEmbedder(category_sizes, d) if category_sizes else None
         self.fusion = fusion if category_sizes else None
-        self.target_head = TargetHead(d, out_dim, config.dropout)
-        self.count_head = CountHead(d) if config.count_prediction else None
+        uses_pool = self.fusion is None or getattr(self.fusion, "uses_pool", True)
+        self.pool = AttentionPooling(d) if uses_pool else None
+        self.target_head = TargetHead(d, heads.out_dim, config.dropout) if heads.out_dim else None
+        self.count_head = CountHead(d) if heads.counts else None
+        self.unifrac_head = UniFracHead(d) if heads.unifrac else None
+        self.nucleotide_head = NucleotideHead(d, config.patch_size) if heads.nucleotides else None
         self.n_columns = len(category_sizes)
         # scaling = (column index in batch.categories, number of codes of that column)
         self.scaling_column = None if scaling is None else scaling[0]
-        self.output_scaling = None if scaling is None else ConditionalScaling(scaling[1], out_dim)
+        self.output_scaling = None
+        if scaling is not None and heads.out_dim:
+            self.output_scaling = ConditionalScaling(scaling[1], heads.out_dim)
 
     def conditioning_parameters(self) -> list[nn.Parameter]:
         """Categorical embeddings, fusion and output scaling: the ``--categorical-lr`` group."""
         modules = [self.categorical, self.fusion, self.output_scaling]
         return [p for m in modules if m is not None for p in m.parameters()]
 
-    def encode(self, batch: Batch) -> torch.Tensor:
-        """Contextual ASV representations ``[B, S, D]``; each unique ASV is encoded once."""
-        asv = self.asv_encoder(batch.asv_tokens)
-        return self.sample_encoder(asv[batch.asv_index], batch.counts, batch.mask)
+    def encoder_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        """Named parameters of the part a pretrained encoder provides."""
+        for name, param in self.named_parameters():
+            if name.split(".", 1)[0] in ENCODER_MODULES:
+                yield name, param
 
-    def forward(self, batch: Batch) -> ModelOutput:
-        h = self.encode(batch)
-        extras: dict[str, torch.Tensor] = {}
+    def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Contextual ASV representations ``[B, S, D]`` (each unique ASV encoded once) and the
+        nucleotide logits of the batch's ASVs when the model has that head."""
+        nucleotides = None
+        if batch.asv_embeddings is not None:
+            asv = batch.asv_embeddings
+        else:
+            patches = self.asv_encoder.patches(batch.asv_tokens)
+            asv = self.asv_encoder.readout_of(patches)
+            if self.nucleotide_head is not None:
+                nucleotides = self.nucleotide_head(patches)
+        h = self.sample_encoder(asv[batch.asv_index], batch.counts, batch.mask, batch.totals, batch.count_mask)
+        return h, nucleotides
+
+    def pooled(self, h: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if self.fusion is not None:
             tokens = self.categorical(batch.categories[:, : self.n_columns])
-            pooled, extras = self.fusion(h, batch.mask, tokens, self.pool)
-        else:
-            pooled = self.pool(h, batch.mask)
-        prediction = self.target_head(pooled)
-        if self.output_scaling is not None:
-            prediction = self.output_scaling(prediction, batch.categories[:, self.scaling_column])
-        counts = self.count_head(h) if self.count_head is not None else None
-        return ModelOutput(prediction=prediction, embedding=pooled, counts=counts, extras=extras)
+            return self.fusion(h, batch.mask, tokens, self.pool)
+        return self.pool(h, batch.mask), {}
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        h, nucleotides = self.encode(batch)
+        pooled, extras = self.pooled(h, batch)
+        prediction = None
+        if self.target_head is not None:
+            prediction = self.target_head(pooled)
+            if self.output_scaling is not None:
+                prediction = self.output_scaling(prediction, batch.categories[:, self.scaling_column])
+        return ModelOutput(
+            prediction=prediction,
+            embedding=pooled,
+            counts=self.count_head(h) if self.count_head is not None else None,
+            extras=extras,
+            unifrac=self.unifrac_head(pooled) if self.unifrac_head is not None else None,
+            nucleotides=nucleotides,
+        )
+
+
+def forward_batches(
+    model: nn.Module, batches: Iterator[Batch], device: torch.device, autocast: Any
+) -> Iterator[tuple[Batch, ModelOutput]]:
+    """Each batch moved to ``device`` with the model's output on it (call under no_grad)."""
+    for batch in batches:
+        batch = batch.to(device)
+        with autocast():
+            out = model(batch)
+        yield batch, out

@@ -48,6 +48,7 @@ class ASVEncoder(nn.Module):
 
     def tokens(self, asv_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[U, L]`` bases → patch tokens ``[U, P, D]`` (before the transformer) and mask ``[U, P]``."""
+        asv_tokens = asv_tokens.long()  # batches carry uint8
         u, length = asv_tokens.shape
         p = self.patch_size
         pad = (-length) % p
@@ -63,9 +64,16 @@ class ASVEncoder(nn.Module):
         mask = (asv_tokens != PAD).reshape(u, n_patches, p).any(-1)
         return self.patch(x) + self.positions[:n_patches], mask
 
+    def patches(self, asv_tokens: torch.Tensor) -> torch.Tensor:
+        """``[U, L]`` → contextual patch vectors ``[U, P, D]`` (zero at padding patches)."""
+        x, mask = self.tokens(asv_tokens)
+        return self.transformer(x, mask) * mask[..., None]
+
+    def readout_of(self, patches: torch.Tensor) -> torch.Tensor:
+        """Patch vectors ``[U, P, D]`` → one vector per ASV ``[U, D]``."""
+        h = F.pad(patches, (0, 0, 0, self.positions.shape[0] - patches.shape[1]))
+        return self.readout(h.flatten(1))
+
     def forward(self, asv_tokens: torch.Tensor) -> torch.Tensor:
         """``[U, L]`` → ``[U, D]``."""
-        x, mask = self.tokens(asv_tokens)
-        h = self.transformer(x, mask) * mask[..., None]
-        h = F.pad(h, (0, 0, 0, self.positions.shape[0] - h.shape[1]))
-        return self.readout(h.flatten(1))
+        return self.readout_of(self.patches(asv_tokens))

@@ -1,14 +1,28 @@
-"""Build the model for a config: one function shared by training and ``load_model``."""
+"""Build the model for a config: one function shared by training, pretraining and ``load_model``."""
 
 from __future__ import annotations
 
 from aam_core.config import RunConfig
-from aam_core.model.aam import AAMModel
+from aam_core.model.aam import AAMModel, Heads
 from aam_core.plugins import get_plugin
 
 
+def heads_for(config: RunConfig, out_dim: int | None) -> Heads:
+    """The heads a run of ``config`` trains: a head whose loss weight is zero is not built."""
+    training = config.training
+    supervised = config.task == "train"
+    counts = supervised and config.model.count_prediction and training.count_loss_weight > 0
+    return Heads(
+        out_dim=out_dim if supervised else None,
+        counts=counts,
+        maskable_counts=counts and training.count_mask_ratio > 0,
+        unifrac=training.unifrac_penalty > 0,
+        nucleotides=training.nuc_penalty > 0,
+    )
+
+
 def build_model(
-    config: RunConfig, *, out_dim: int, category_sizes: list[int], scaling: tuple[int, int] | None
+    config: RunConfig, *, out_dim: int | None, category_sizes: list[int], scaling: tuple[int, int] | None
 ) -> AAMModel:
     """The composed model; the fusion comes from its plugin with its own options."""
     fusion = None
@@ -19,7 +33,7 @@ def build_model(
     return AAMModel(
         config.model,
         max_bp=config.data.max_bp,
-        out_dim=out_dim,
+        heads=heads_for(config, out_dim),
         category_sizes=category_sizes,
         fusion=fusion,
         scaling=scaling,

@@ -1,9 +1,12 @@
-"""Output heads: the target, count reconstruction and per-category output scaling."""
+"""Output heads: the target, hidden abundances, per-category output scaling, UniFrac coordinates
+and masked nucleotides."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from aam_core.data.tokens import N_BASES
 
 
 class TargetHead(nn.Module):
@@ -20,7 +23,8 @@ class TargetHead(nn.Module):
 
 
 class CountHead(nn.Module):
-    """Contextual ASV vectors → predicted log relative abundance per ASV ``[B, S]``."""
+    """Contextual ASV vectors → predicted log relative abundance per ASV ``[B, S]`` (trained on
+    the ASVs whose abundance the sample encoder did not see)."""
 
     def __init__(self, dim: int):
         super().__init__()
@@ -42,3 +46,31 @@ class ConditionalScaling(nn.Module):
 
     def forward(self, output: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         return output * self.scale(codes) + self.bias(codes)
+
+
+class UniFracHead(nn.Module):
+    """Pooled sample vector → coordinates whose Euclidean distances predict UniFrac.
+
+    No squashing: a distance is ``‖z_i − z_j‖``, free to spread over whatever range the true
+    distances cover (a sigmoid on top saturated and collapsed in the system AAM replaces)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim))
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.net(pooled.float())
+
+
+class NucleotideHead(nn.Module):
+    """Contextual patch vectors ``[U, P, D]`` → logits of each base of each patch
+    ``[U, P, patch_size, N_BASES]`` (masked-nucleotide pretraining)."""
+
+    def __init__(self, dim: int, patch_size: int):
+        super().__init__()
+        self.patch_size, self.n_bases = patch_size, N_BASES
+        self.net = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, patch_size * N_BASES))
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        u, p, _ = patches.shape
+        return self.net(patches).view(u, p, self.patch_size, self.n_bases)

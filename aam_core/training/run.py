@@ -1,222 +1,213 @@
-"""``train()``: from a config to a trained model and a complete output directory.
+"""The run skeleton every training command shares: config → output directory → task → loop →
+artifacts.
 
-Everything that can fail on user input (plugins, options, files, columns, the transform) is
-checked before the output directory is touched.
+``train`` and ``pretrain`` differ only in their task (:mod:`supervised`, :mod:`pretraining`): the
+task supplies batches, losses, validation and what to write at an improvement and at the end.
+The :class:`Run` owns the output directory, checkpoints (with optimizer, scheduler, RNG and loop
+state, so a run resumes exactly), TensorBoard, signals and the run's final state.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
-import numpy as np
-import pandas as pd
 import torch
+from torch import nn
 
-from aam_core.config import RunConfig
-from aam_core.data.categories import CategoryEncoder
-from aam_core.data.dataset import Dataset, load_dataset
-from aam_core.data.samples import resolve_split
-from aam_core.data.split import train_val_split
-from aam_core.errors import ConfigError, DataError
-from aam_core.files import check_output_dir
-from aam_core.inference import LoadedModel, checkpoint_payload
-from aam_core.model.build import build_model
+from aam_core.checkpoint import load_checkpoint
+from aam_core.config import RunConfig, structure, unstructure
+from aam_core.errors import CheckpointError, ConfigError, RunInterrupted, TrainingError
+from aam_core.loading import LoadedModel, model_payload
 from aam_core.options import build_config
+from aam_core.outdir import check_output_dir
 from aam_core.plugins import get_plugin
 from aam_core.training.artifacts import RunWriter
-from aam_core.training.checkpoint import save_checkpoint
-from aam_core.training.loop import Validation, run_loop
-from aam_core.training.metrics import compute_metrics
-from aam_core.training.supervised import SupervisedTask, TargetEncoding
+from aam_core.training.loop import LoopResult, Task, Trainer, Validation
 
 log = logging.getLogger("aam")
 
+#: Settings a resumed run may change; every other difference from the checkpoint is refused.
+RESUMABLE = {
+    ("training", "epochs"),
+    ("training", "patience"),
+    ("training", "lr"),
+    ("training", "categorical_lr"),
+    ("training", "device"),
+    ("training", "checkpoint_every"),
+}
+
+
+class RunTask(Task, Protocol):
+    """What a task adds to the loop's :class:`Task` for the run skeleton."""
+
+    def log_validation(self, writer: RunWriter, validation: Validation, epoch: int, improved: bool) -> None:
+        """TensorBoard entries of one validation beyond the loss and metrics."""
+
+    def on_best(self, writer: RunWriter, validation: Validation, epoch: int) -> None:
+        """Files written when validation improves (so a killed run still has them)."""
+
+    def finish(self, writer: RunWriter | None, model: nn.Module, result: LoopResult) -> dict[str, Any]:
+        """Final files from the best model; returns the metrics for ``metrics.json``."""
+
 
 @attrs.frozen
-class TrainResult:
-    """What ``train`` returns: best validation metrics (original units) and the best model."""
+class Resume:
+    """A checkpoint to continue from, read once."""
 
-    output_dir: Path
-    metrics: dict[str, Any]
-    best_epoch: int
-    predictions: pd.DataFrame
-    model: LoadedModel
-    config: RunConfig
+    path: Path
+    payload: dict[str, Any] = attrs.field(repr=False)
 
+    @property
+    def run_dir(self) -> Path:
+        return self.path.parent.parent
 
-def _warn_combinations(config: RunConfig, explicit: set[str]) -> None:
-    """One line per redundant or meaningless combination."""
-    data, model = config.data, config.model
-    if not data.categorical_columns:
-        if "fusion" in explicit or model.fusion_options:
-            warnings.warn(
-                f"--fusion {model.fusion} has no effect without --categorical-columns.", stacklevel=3
+    @classmethod
+    def open(cls, path: str | Path, kind: str) -> Resume:
+        path = Path(path)
+        payload = load_checkpoint(path, kind=kind)
+        if payload.get("training_state") is None:
+            raise CheckpointError(
+                f"{path} holds no training state (best.pt never does); resume from checkpoints/last.pt."
             )
-    if config.training.categorical_lr and not (data.categorical_columns or model.conditional_output_scaling):
-        warnings.warn("--categorical-lr has no effect without --categorical-columns.", stacklevel=3)
-    column = model.conditional_output_scaling
-    if column and column not in data.categorical_columns:
-        warnings.warn(
-            f"--conditional-output-scaling {column}: '{column}' is not in --categorical-columns; "
-            "it scales the output but is not a model input.",
-            stacklevel=3,
-        )
-    if model.out_dim != 1 and not model.classifier:
-        raise ConfigError(f"--out-dim {model.out_dim}: a regression target column has one output; use 1.")
-    if model.classifier and config.training.target_transform != "none" and "target_transform" in explicit:
-        warnings.warn("--target-transform is ignored with --classifier.", stacklevel=3)
+        if path.parent.name != "checkpoints":
+            raise CheckpointError(f"--resume-from {path} must be the checkpoints/last.pt inside its run directory.")
+        return cls(path=path, payload=payload)
+
+    def config(self, options: dict[str, Any]) -> tuple[RunConfig, dict[str, float]]:
+        """The checkpoint's config with the allowed flags applied; and the new learning rates
+        (``main``/``categorical``) that ``--lr``/``--categorical-lr`` ask for."""
+        stored = structure(self.payload["config"], RunConfig, f"config stored in {self.path}")
+        output_dir = options.pop("output_dir", None)
+        if output_dir is not None and Path(output_dir).resolve() != self.run_dir.resolve():
+            raise ConfigError(
+                f"--output-dir {output_dir} differs from the run being resumed ({self.run_dir}); a resumed "
+                "run continues in its own directory."
+            )
+        merged = build_config(stored, **options)
+        merged.output_dir = str(self.run_dir)
+        before, after = unstructure(stored), unstructure(merged)
+        for section in ("data", "model", "training"):
+            for key, value in after[section].items():
+                if before[section].get(key) != value and (section, key) not in RESUMABLE:
+                    flag = "--" + key.replace("_", "-")
+                    raise ConfigError(
+                        f"{flag} {value} differs from the checkpoint's {before[section].get(key)}; a resumed "
+                        "run keeps its settings (only --epochs, --patience, --lr, --categorical-lr and "
+                        "--device may change)."
+                    )
+        rates = {}
+        if "lr" in options:
+            rates["main"] = merged.training.lr
+        if "categorical_lr" in options:
+            rates["categorical"] = merged.training.categorical_lr
+        return merged, rates
 
 
-def _split(config: RunConfig, dataset: Dataset, train_samples, val_samples) -> tuple[list[str], list[str]]:
-    if (train_samples is None) != (val_samples is None):
-        raise ConfigError("Give both train and validation samples, or neither.")
-    if train_samples is not None:
-        return resolve_split(train_samples, val_samples, dataset)
-    strata = dataset.column(config.data.stratify_by) if config.data.stratify_by else None
-    return train_val_split(dataset.sample_ids, config.data.val_fraction, config.training.seed, strata)
+def load_resume_config(resume_from: str | Path, kind: str, config: Any, options: dict[str, Any]) -> tuple[Resume, RunConfig, dict[str, float]]:
+    """``--resume-from``: the checkpoint (read once) and the config the run continues with."""
+    if config is not None:
+        raise ConfigError("--config cannot be combined with --resume-from: the checkpoint holds the run's config.")
+    resume = Resume.open(resume_from, kind)
+    merged, rates = resume.config(dict(options))
+    return resume, merged, rates
 
 
-def _target_encoding(config: RunConfig, dataset: Dataset, train_rows: np.ndarray) -> TargetEncoding:
-    if config.model.classifier:
-        classes = sorted(set(dataset.target[train_rows]))
-        if len(classes) < 2:
-            raise DataError(f"--classifier needs at least 2 classes in training, got {classes}.")
-        return TargetEncoding(classes=classes, transform=None, transform_categories=None)
-    spec = get_plugin("transform", config.training.target_transform)
-    transform = spec.factory(options=None)
-    by = config.data.normalize_by
-    if transform.uses_categories and not by:
-        raise ConfigError(f"--target-transform {spec.name} needs --normalize-by <column>.")
-    if by and not transform.uses_categories:
-        raise ConfigError(f"--normalize-by applies only to zscore-category, not '{spec.name}'.")
-    categories = dataset.column(by) if by else None
-    transform.fit(dataset.target[train_rows], None if categories is None else categories[train_rows])
-    return TargetEncoding(classes=None, transform=transform, transform_categories=categories)
+class Run:
+    """One training run of any task, from an empty (or resumable) output directory to its files."""
 
+    def __init__(self, config: RunConfig, *, command: str, force: bool, resume: Resume | None, rates: dict[str, float] | None = None):
+        if not config.output_dir:
+            raise ConfigError("--output-dir is required.")
+        self.config, self.command, self.resume = config, command, resume
+        self.rates = rates or {}
+        self.started = time.perf_counter()
+        if resume is None:
+            check_output_dir(config.output_dir, force)
+        spec = get_plugin("parallel", config.training.parallel)
+        self.strategy = spec.factory(device=config.training.device, options=None)
 
-def _seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % (2**32))
+    @property
+    def device(self) -> torch.device:
+        return self.strategy.root_device
 
-
-def train(
-    config: RunConfig | str | Path | None = None,
-    *,
-    force: bool = False,
-    train_samples: list[str] | str | Path | None = None,
-    val_samples: list[str] | str | Path | None = None,
-    **options: Any,
-) -> TrainResult:
-    """Train a model. ``config`` is a :class:`RunConfig`, a ``config.json`` path or None; flat
-    ``options`` use the CLI's names (``table=``, ``metadata_column=``, ``fusion=``, ``epochs=``...).
-    ``train_samples``/``val_samples`` (lists or files of IDs) replace the random split."""
-    started = time.perf_counter()
-    config = build_config(config, **options)
-    if not config.output_dir:
-        raise ConfigError("--output-dir is required.")
-    check_output_dir(config.output_dir, force)
-    fusion_spec = get_plugin("fusion", config.model.fusion)  # checked even when unused
-    fusion_spec.make_options(config.model.fusion_options)
-    _warn_combinations(config, set(options))
-    strategy = get_plugin("parallel", config.training.parallel).factory(device=config.training.device, options=None)
-    device = strategy.root_device
-
-    scaling_col = config.model.conditional_output_scaling
-    dataset = load_dataset(config.data, classifier=config.model.classifier, extra_columns=(scaling_col,) if scaling_col else ())
-    train_ids, val_ids = _split(config, dataset, train_samples, val_samples)
-    train_rows, val_rows = dataset.rows_of(train_ids), dataset.rows_of(val_ids)
-    log.info("%d training and %d validation samples, %d ASVs.", len(train_rows), len(val_rows), dataset.counts.shape[1])
-
-    columns = list(config.data.categorical_columns)
-    encoder_columns = columns + ([scaling_col] if scaling_col and scaling_col not in columns else [])
-    encoder = CategoryEncoder.fit(dataset.subset(train_rows), encoder_columns)
-    codes = encoder.encode(dataset)
-    scaling = encoder.locate(scaling_col)
-    encoding = _target_encoding(config, dataset, train_rows)
-    out_dim = len(encoding.classes) if encoding.classes else config.model.out_dim
-
-    _seed_everything(config.training.seed)
-    model = build_model(config, out_dim=out_dim, category_sizes=encoder.sizes[: len(columns)], scaling=scaling)
-    n_params = sum(p.numel() for p in model.parameters())
-    log.info("Model: %.2fM parameters on %s; fusion %s.", n_params / 1e6, device, config.model.fusion if columns else "(none)")
-    task = SupervisedTask(
-        model=model,
-        dataset=dataset,
-        train_rows=train_rows,
-        val_rows=val_rows,
-        codes=codes,
-        encoding=encoding,
-        batch_size=config.training.batch_size,
-        max_asvs=config.data.max_asvs,
-        seed=config.training.seed,
-        target_loss=config.training.target_loss,
-        count_loss_weight=config.training.count_loss_weight,
-        column_names=columns,
-        bucket=device.type == "cuda",
-        device=device,
-        shard=strategy.shard,
-    )
-    loaded = LoadedModel(config=config, model=model, encoder=encoder, encoding=encoding, device=device)
-    writer = RunWriter(config.output_dir, force=force) if strategy.is_global_zero else None
-    if writer is not None:
-        writer.start(config, train_ids, val_ids)
-    classifier = config.model.classifier
-    column = config.data.metadata_column
-
-    best_state: dict[str, torch.Tensor] = {}
-
-    def on_epoch(epoch: int, validation: Validation, improved: bool, train_logs: dict[str, float]) -> None:
-        if improved:
-            best_state.update({k: v.detach().clone() for k, v in model.state_dict().items()})
-        if writer is None:
-            return
-        frame, trace = validation.payload
-        writer.log_scalars({**train_logs, "val/loss": validation.loss, **validation.metrics}, epoch)
-        writer.log_scalars({f"fusion/{k}": v for k, v in trace.scalars.items()}, epoch)
-        for key, values in trace.values.items():
-            writer.log_histogram(f"fusion/{key}", values, epoch)
-        payload = checkpoint_payload(loaded, epoch=epoch, metrics=validation.metrics)
-        save_checkpoint(writer.checkpoint_dir / "last.pt", payload)
-        if improved:
-            save_checkpoint(writer.checkpoint_dir / "best.pt", payload)
-            writer.write_predictions(frame, epoch, classifier, f"{column} — validation, epoch {epoch}")
-
-    try:
-        result = run_loop(model, task, config.training, strategy, conditioning=model.conditioning_parameters(), on_epoch=on_epoch)
-        model.load_state_dict(best_state)
-        model.eval()
-        with torch.no_grad():
-            rows, predicted = task.predict_rows(model, train_rows)
-        train_metrics = compute_metrics(dataset.target[rows], predicted, classifier)
-        best_frame, _ = result.best.payload
-        metrics = {
-            "best_epoch": result.best_epoch,
-            "epochs_run": result.epochs_run,
-            "n_train": len(train_rows),
-            "n_val": len(val_rows),
-            "val": compute_metrics(best_frame["actual"], best_frame["predicted"], classifier),
-            "train": train_metrics,
-            "target_transform": None if classifier else config.training.target_transform,
-            "seconds": time.perf_counter() - started,
-            "history": result.history,
-        }
+    def execute(self, task: RunTask, bundle: LoadedModel, splits: dict[str, list[str]]) -> tuple[LoopResult, dict[str, Any]]:
+        """Train ``bundle.model`` on ``task`` and write every artifact; returns the loop result and
+        the final metrics. The model ends holding the best epoch's weights."""
+        model = bundle.model
+        trainer = Trainer(model, task, self.config.training, self.strategy, conditioning=model.conditioning_parameters())
+        resume_epoch = 0
+        if self.resume is not None:
+            trainer.load_state_dict(self.resume.payload["training_state"])
+            for line in trainer.set_learning_rates(self.rates):
+                log.info("learning rate: %s", line)
+            done = trainer.finished()
+            if done:
+                raise ConfigError(f"Nothing to resume in {self.resume.path}: {done}.")
+            resume_epoch = trainer.state.epoch
+            where = f"epoch {trainer.state.epoch}" + (f", batch {trainer.state.batch}" if trainer.state.batch else "")
+            log.info("Resuming %s from %s (%s).", self.command, self.resume.path, where)
+        writer = RunWriter(self.config.output_dir, command=self.command, resume=self.resume is not None) if self.strategy.is_global_zero else None
         if writer is not None:
-            writer.write_metrics(metrics)
-    finally:
-        if writer is not None:
-            writer.close()
-        strategy.teardown()
-    log.info("Best epoch %d: %s", result.best_epoch, result.best.summary)
-    return TrainResult(
-        output_dir=Path(config.output_dir),
-        metrics=metrics,
-        best_epoch=result.best_epoch,
-        predictions=best_frame,
-        model=loaded,
-        config=config,
-    )
+            writer.start(self.config, splits, resume_epoch=resume_epoch)
+        best_state: dict[str, torch.Tensor] = {}
+
+        def payload(epoch: int, metrics: dict[str, float], training_state: dict[str, Any] | None) -> dict[str, Any]:
+            return {**model_payload(bundle, epoch=epoch, metrics=metrics), "training_state": training_state}
+
+        def check_finite(where: str) -> None:
+            bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+            if bad:
+                raise TrainingError(
+                    f"Weights became non-finite ({bad[0]}) {where}; training stopped and the last good "
+                    "checkpoint is intact. Try a lower --lr or --grad-clip."
+                )
+
+        def save_last(training_state: dict[str, Any]) -> None:
+            check_finite(f"at epoch {trainer.state.epoch}, step {trainer.state.batch}")
+            if writer is not None:
+                state = trainer.state
+                writer.save_checkpoint("last.pt", payload(state.epoch - 1, state.best_metrics, training_state))
+
+        def on_epoch(epoch: int, validation: Validation, improved: bool, train_logs: dict[str, float]) -> None:
+            check_finite(f"by the end of epoch {epoch}")
+            if improved:
+                best_state.clear()
+                best_state.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+            if writer is None:
+                return
+            writer.log_scalars({**train_logs, "val/loss": validation.loss, **validation.metrics}, epoch)
+            task.log_validation(writer, validation, epoch, improved)
+            if improved:
+                writer.save_checkpoint("best.pt", payload(epoch, validation.metrics, None))
+                task.on_best(writer, validation, epoch)
+            writer.save_checkpoint("last.pt", payload(epoch, trainer.state.best_metrics, trainer.state_dict()))
+
+        try:
+            result = trainer.fit(on_epoch=on_epoch, save=save_last)
+            if best_state:
+                model.load_state_dict(best_state)
+            else:  # resumed after the best epoch: its weights are in best.pt
+                best = load_checkpoint(Path(self.config.output_dir) / "checkpoints" / "best.pt", kind=self.config.task)
+                model.load_state_dict(best["model_state"])
+            model.eval()
+            metrics = task.finish(writer, model, result)
+            metrics["seconds"] = time.perf_counter() - self.started
+            if writer is not None:
+                writer.write_metrics(metrics)
+                writer.finish("completed")
+        except RunInterrupted as exc:
+            if writer is not None:
+                writer.finish("interrupted", str(exc))
+            raise
+        except BaseException as exc:
+            if writer is not None:
+                writer.finish("failed", f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            self.strategy.teardown()
+        log.info("Best epoch %d: %s", result.best_epoch, result.best_summary)
+        return result, metrics

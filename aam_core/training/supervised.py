@@ -1,11 +1,14 @@
 """The fine-tuning task: predict a metadata column (regression or classification).
 
-Targets enter the model in transformed units; everything leaving ``validate`` — predictions,
-metrics, summaries — is inverse-transformed to original units first.
+Targets enter the model in transformed units; everything leaving this task — predictions,
+metrics, summaries, files — is inverse-transformed to original units first. Optional auxiliary
+objectives: hidden-abundance prediction (``--count-prediction``) and UniFrac distances
+(``--unifrac-penalty`` with ``--tree``/``--unifrac-matrix``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from typing import Any
@@ -14,40 +17,31 @@ import attrs
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from aam_core.config import RunConfig
 from aam_core.data.batching import Batch, iter_batches
 from aam_core.data.dataset import Dataset
 from aam_core.errors import TrainingError
-from aam_core.interfaces import TargetTransform
-from aam_core.model.aam import AAMModel, ModelOutput
-from aam_core.training.loop import Validation
+from aam_core.model.aam import AAMModel, ModelOutput, forward_batches
+from aam_core.targets import TargetEncoding
+from aam_core.training import augment, losses
+from aam_core.training.artifacts import RunWriter
+from aam_core.training.encoder_cache import EncoderCache
+from aam_core.training.loop import LoopResult, Validation
 from aam_core.training.metrics import compute_metrics, format_metrics
+from aam_core.training.plots import predicted_vs_actual_figure, save_predicted_vs_actual
 
-TARGET_LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": F.smooth_l1_loss}
+log = logging.getLogger("aam")
 
 
-@attrs.define
-class TargetEncoding:
-    """How the target column becomes model units and back."""
+@attrs.frozen
+class Split:
+    """Dataset rows of each side of the split (``test`` may be empty)."""
 
-    classes: list[str] | None  # classification labels (index = class id), None for regression
-    transform: TargetTransform | None  # regression only
-    transform_categories: np.ndarray | None  # per-row labels for per-category transforms
-
-    def encode(self, dataset_target: np.ndarray) -> np.ndarray:
-        if self.classes is not None:
-            index = {c: i for i, c in enumerate(self.classes)}
-            return np.array([index.get(v, -1) for v in dataset_target], dtype=np.int64)
-        return self.transform.transform(dataset_target, self.transform_categories).astype(np.float32)
-
-    def decode(self, output: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Model output for ``rows`` → original units (or labels)."""
-        if self.classes is not None:
-            return np.asarray(self.classes, dtype=object)[output.argmax(axis=1)]
-        cats = None if self.transform_categories is None else self.transform_categories[rows]
-        return self.transform.inverse_transform(output[:, 0].astype(np.float64), cats)
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray = attrs.field(factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 @attrs.define
@@ -58,139 +52,221 @@ class FusionTrace:
     values: dict[str, torch.Tensor]
 
 
-def forward_batches(
-    model: nn.Module, batches: Iterator[Batch], device: torch.device, autocast: Callable[[], Any]
-) -> Iterator[tuple[Batch, ModelOutput]]:
-    """Each batch moved to ``device`` with the model's output on it (no gradients kept)."""
-    for batch in batches:
-        batch = batch.to(device)
-        with autocast():
-            out = model(batch)
-        yield batch, out
+@attrs.define
+class Predictions:
+    """One pass over some rows: original-unit predictions (and class probabilities)."""
+
+    rows: np.ndarray
+    predicted: np.ndarray
+    probabilities: np.ndarray | None
+    loss: float
+    trace: FusionTrace
 
 
 class SupervisedTask:
-    """Batches, loss and validation for one train/validation split."""
+    """Batches, loss and validation for one train/validation(/test) split."""
 
     def __init__(
         self,
         *,
+        config: RunConfig,
         model: AAMModel,
         dataset: Dataset,
-        train_rows: np.ndarray,
-        val_rows: np.ndarray,
+        split: Split,
         codes: np.ndarray,
         encoding: TargetEncoding,
-        batch_size: int,
-        max_asvs: int,
-        seed: int,
-        target_loss: str,
-        count_loss_weight: float,
-        column_names: Sequence[str],
-        bucket: bool,
         device: torch.device,
         shard: Callable[[Sequence[int]], list[int]] = list,
+        distances: Callable[[np.ndarray], np.ndarray] | None = None,
+        cache: EncoderCache | None = None,
     ):
+        self.config = config
         self.model = model
-        self.dataset = dataset
-        self.train_rows, self.val_rows = train_rows, val_rows
-        self.codes = codes
-        self.encoding = encoding
+        self.dataset, self.split, self.codes, self.encoding = dataset, split, codes, encoding
         self.model_target = encoding.encode(dataset.target)
-        self.batch_size, self.max_asvs, self.seed = batch_size, max_asvs, seed
-        self.target_loss = target_loss
-        self.count_loss_weight = count_loss_weight if model.count_head is not None else 0.0
-        self.column_names = list(column_names)
-        self.bucket, self.device = bucket, device
+        self.training = config.training
+        self.column = config.data.metadata_column
+        self.column_names = list(config.data.categorical_columns)
+        self.device = device
         self.shard = shard  # this process's share of the training rows (parallel strategies)
+        self.distances = distances if model.unifrac_head is not None else None
+        self.cache = cache
+        #: The best model's predictions (``val``, and ``test`` when held out), set by ``finish``.
+        self.final: dict[str, pd.DataFrame] = {}
 
-    def _batches(self, rows: np.ndarray, shuffle: bool, epoch: int = 0) -> Iterator[Batch]:
-        return iter_batches(
+    # -- batches --------------------------------------------------------------------------------
+    def _batches(self, rows: np.ndarray) -> Iterator[Batch]:
+        batches = iter_batches(
             self.dataset,
             rows,
-            self.batch_size,
-            max_asvs=self.max_asvs,
+            self.training.batch_size,
+            max_asvs=self.config.data.max_asvs,
             categories=self.codes,
             target=self.model_target,
-            shuffle=shuffle,
-            generator=np.random.default_rng((self.seed, epoch)),
-            bucket=self.bucket,
+            bucket=self.device.type == "cuda",
         )
+        for batch in batches:
+            if self.distances is not None:
+                batch = attrs.evolve(batch, distances=torch.from_numpy(self.distances(batch.rows)).float())
+            yield batch
 
-    def train_batches(self, epoch: int) -> Iterator[Batch]:
+    def _epoch_rows(self, epoch: int) -> np.ndarray:
         """The same shuffle on every process (seeded by epoch), then this process's shard."""
-        order = np.random.default_rng((self.seed, epoch)).permutation(self.train_rows)
-        return self._batches(np.asarray(self.shard(order), dtype=np.int64), shuffle=False)
+        order = np.random.default_rng((self.training.seed, epoch)).permutation(self.split.train)
+        return np.asarray(self.shard(order), dtype=np.int64)
+
+    def train_batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        rows = self._epoch_rows(epoch)[start * self.training.batch_size :]
+        seed = self.training.seed
+        for index, batch in enumerate(self._batches(rows), start=start + 1):
+            batch = augment.drop_categories(batch, self.training.category_dropout, augment.batch_rng(seed, epoch, index, "categories"))
+            if self.model.sample_encoder.hidden_abundance is not None:
+                batch = augment.hide_abundances(batch, self.training.count_mask_ratio, augment.batch_rng(seed, epoch, index, "counts"))
+            yield batch
 
     def n_train_batches(self) -> int:
-        return -(-len(self.shard(self.train_rows)) // self.batch_size)
+        return -(-len(self.shard(self.split.train)) // self.training.batch_size)
 
-    def _losses(self, out: ModelOutput, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        if self.encoding.classes is not None:
-            target_loss = F.cross_entropy(out.prediction.float(), batch.target, ignore_index=-1)
-        else:
-            target_loss = TARGET_LOSSES[self.target_loss](out.prediction[:, 0].float(), batch.target.float())
-        parts = {"target_loss": target_loss.item()}
-        loss = target_loss
-        if self.count_loss_weight and out.counts is not None:
-            counts = batch.counts.float()
-            total = counts.sum(-1, keepdim=True).clamp_min(1.0)
-            truth = torch.log(counts.clamp_min(1.0) / total)
-            err = (out.counts.float() - truth) ** 2
-            count_loss = (err * batch.mask).sum() / batch.mask.sum().clamp_min(1)
-            loss = loss + self.count_loss_weight * count_loss
-            parts["count_loss"] = count_loss.item()
-        parts["loss"] = loss.item()
+    # -- losses ---------------------------------------------------------------------------------
+    def _forward(self, model: nn.Module, batch: Batch) -> ModelOutput:
+        if self.cache is not None:
+            batch = self.cache.attach(batch, self.dataset.sequences)
+        return model(batch)
+
+    def _losses(self, out: ModelOutput, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        loss = losses.target_loss(out.prediction, batch.target, self.encoding.classifier, self.training.target_loss)
+        parts = {"target_loss": loss.detach()}
+        if out.counts is not None and batch.count_mask is not None:
+            count = losses.hidden_count_loss(out.counts, batch.counts, batch.totals, batch.count_mask)
+            loss = loss + self.training.count_loss_weight * count
+            parts["count_loss"] = count.detach()
+        if out.unifrac is not None and batch.distances is not None:
+            unifrac = losses.unifrac_loss(out.unifrac, batch.distances)
+            loss = loss + self.training.unifrac_penalty * unifrac
+            parts["unifrac_loss"] = unifrac.detach()
+        parts["loss"] = loss.detach()
         return loss, parts
 
-    def loss(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        return self._losses(model(batch), batch)
+    def loss(self, model: nn.Module, batch: Batch, epoch: int, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        del epoch, index  # augmentations were drawn when the batch was built
+        return self._losses(self._forward(model, batch), batch)
 
-    def predict_rows(
-        self, model: nn.Module, rows: np.ndarray, autocast: Callable[[], Any] = nullcontext
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``(rows in batch order, predictions in original units)`` for dataset rows."""
-        outputs, order = [], []
-        for batch, out in forward_batches(model, self._batches(rows, False), self.device, autocast):
-            outputs.append(out.prediction.float().cpu().numpy())
-            order.append(batch.rows)
-        order_all = np.concatenate(order)
-        return order_all, self.encoding.decode(np.concatenate(outputs), order_all)
-
-    def validate(self, model: nn.Module, autocast: Callable[[], Any]) -> Validation:
-        losses, outputs, rows = [], [], []
+    # -- passes over rows -----------------------------------------------------------------------
+    def run_rows(self, model: nn.Module, rows: np.ndarray, autocast: Callable[[], Any] = nullcontext) -> Predictions:
+        """Predictions for dataset ``rows`` in original units (in batch order), the mean loss,
+        and the fusion's extras summarised for TensorBoard."""
+        outputs, order, total = [], [], 0.0
         scalars: dict[str, list[float]] = {}
         values: dict[str, list[torch.Tensor]] = {}
         fusion = self.model.fusion
-        for batch, out in forward_batches(model, self._batches(self.val_rows, False), self.device, autocast):
+        batches = (self.cache.attach(b, self.dataset.sequences) if self.cache else b for b in self._batches(rows))
+        for batch, out in forward_batches(model, batches, self.device, autocast):
             loss, _ = self._losses(out, batch)
-            losses.append(loss.item() * batch.size)
+            total += float(loss) * batch.size
             outputs.append(out.prediction.float().cpu().numpy())
-            rows.append(batch.rows)
+            order.append(batch.rows)
             if fusion is not None and out.extras:
                 for key, value in fusion.summarize(out.extras, self.column_names).items():
                     scalars.setdefault(key, []).append(value)
                 for key, value in out.extras.items():
                     values.setdefault(key, []).append(value.detach().float().flatten().cpu())
-        rows_all = np.concatenate(rows)
-        predicted = self.encoding.decode(np.concatenate(outputs), rows_all)
-        if self.encoding.classes is None and not np.isfinite(predicted).all():
-            raise TrainingError("Validation predictions are not finite (diverged); try a lower --lr.")
-        actual = self.dataset.target[rows_all]
-        classifier = self.encoding.classes is not None
-        metrics = compute_metrics(actual, predicted, classifier)
-        score = -metrics["accuracy"] if classifier else metrics["mae"]
-        frame = pd.DataFrame(
-            {"sample_id": self.dataset.sample_ids[rows_all], "actual": actual, "predicted": predicted}
-        )
+        rows_all = np.concatenate(order) if order else np.zeros(0, dtype=np.int64)
+        raw = np.concatenate(outputs) if outputs else np.zeros((0, 1), dtype=np.float32)
+        predicted = self.encoding.decode(raw, rows_all)
         trace = FusionTrace(
             scalars={k: float(np.mean(v)) for k, v in scalars.items()},
             values={k: torch.cat(v) for k, v in values.items()},
         )
+        return Predictions(
+            rows=rows_all,
+            predicted=predicted,
+            probabilities=self.encoding.probabilities(raw),
+            loss=total / max(len(rows_all), 1),
+            trace=trace,
+        )
+
+    def frame(self, result: Predictions) -> pd.DataFrame:
+        """``sample_id``, ``actual``, ``predicted`` (and one probability column per class)."""
+        frame = pd.DataFrame(
+            {
+                "sample_id": self.dataset.sample_ids[result.rows],
+                "actual": self.dataset.target[result.rows],
+                "predicted": result.predicted,
+            }
+        )
+        if result.probabilities is not None:
+            for k, name in enumerate(self.encoding.classes):
+                frame[name] = result.probabilities[:, k]
+        return frame
+
+    def metrics_of(self, frame: pd.DataFrame) -> dict[str, float]:
+        return compute_metrics(frame["actual"].to_numpy(), frame["predicted"].to_numpy(), self.encoding.classifier)
+
+    def validate(self, model: nn.Module) -> Validation:
+        result = self.run_rows(model, self.split.val)
+        if not self.encoding.classifier and not np.isfinite(result.predicted.astype(float)).all():
+            raise TrainingError("Validation predictions are not finite (diverged); try a lower --lr.")
+        frame = self.frame(result)
+        metrics = self.metrics_of(frame)
+        score = -metrics["accuracy"] if self.encoding.classifier else metrics["mae"]
         return Validation(
             score=score,
-            loss=sum(losses) / max(len(rows_all), 1),
+            loss=result.loss,
             metrics={f"val/{k}": float(v) for k, v in metrics.items() if k != "n"},
             summary=format_metrics(metrics),
-            payload=(frame, trace),
+            payload=(frame, result.trace),
         )
+
+    # -- files ----------------------------------------------------------------------------------
+    def log_validation(self, writer: RunWriter, validation: Validation, epoch: int, improved: bool) -> None:
+        _, trace = validation.payload
+        writer.log_scalars({f"fusion/{k}": v for k, v in trace.scalars.items()}, epoch)
+        for key, values in trace.values.items():
+            writer.log_histogram(f"fusion/{key}", values, epoch)
+        if improved and not self.encoding.classifier:
+            frame, _ = validation.payload
+            title = f"{self.column} — validation, epoch {epoch}"
+            writer.log_figure("val/predicted_vs_actual", predicted_vs_actual_figure(frame["actual"], frame["predicted"], title), epoch)
+
+    def _write_predictions(self, writer: RunWriter, name: str, frame: pd.DataFrame, epoch: int, title: str, plot: bool = True) -> None:
+        writer.write_table(f"{name}_predictions.tsv", frame.assign(epoch=epoch))
+        if plot and not self.encoding.classifier:
+            path = writer.path / "plots" / ("predicted_vs_actual.png" if name == "val" else f"{name}_predicted_vs_actual.png")
+            writer.record(save_predicted_vs_actual(frame["actual"], frame["predicted"], path, title))
+
+    def on_best(self, writer: RunWriter, validation: Validation, epoch: int) -> None:
+        frame, _ = validation.payload
+        self._write_predictions(writer, "val", frame, epoch, f"{self.column} — validation, epoch {epoch}")
+
+    def finish(self, writer: RunWriter | None, model: nn.Module, result: LoopResult) -> dict[str, Any]:
+        """From the best model: ``val_predictions.tsv`` (always, saying which epoch it holds),
+        ``test_predictions.tsv`` when a test set is held out, and the metrics of every side."""
+        epoch = result.best_epoch
+        classifier = self.encoding.classifier
+        with torch.no_grad():
+            val = self.frame(self.run_rows(model, self.split.val))
+            train = self.frame(self.run_rows(model, self.split.train))
+            test = self.frame(self.run_rows(model, self.split.test)) if len(self.split.test) else None
+        metrics: dict[str, Any] = {
+            "best_epoch": epoch,
+            "best_metric": "val accuracy" if classifier else "val MAE",
+            "epochs_run": result.epochs_run,
+            "n_train": len(self.split.train),
+            "n_val": len(self.split.val),
+            "val": self.metrics_of(val),
+            "train": self.metrics_of(train),
+            "target_transform": None if classifier else self.training.target_transform,
+            "history": result.history,
+        }
+        self.final["val"] = val
+        if writer is not None:
+            # the plot of this epoch was drawn when it improved
+            self._write_predictions(writer, "val", val, epoch, "", plot=False)
+            log.info("val_predictions.tsv holds the model of epoch %d (the best by %s).", epoch, metrics["best_metric"])
+        if test is not None:
+            self.final["test"] = test
+            metrics["n_test"] = len(self.split.test)
+            metrics["test"] = self.metrics_of(test)
+            if writer is not None:
+                self._write_predictions(writer, "test", test, epoch, f"{self.column} — test set, model of epoch {epoch}")
+        return metrics

@@ -57,11 +57,13 @@ def aam_fusions():
     return [
         FusionSpec(
             name="concat",
+            need="simple metadata (a few study/site labels)",
             factory=ConcatFusion,
             description="Pooled vector plus a linear layer over [pooled; category tokens].",
         ),
         FusionSpec(
             name="add",
+            need="an additive offset per category",
             factory=AddFusion,
             description="Pooled vector plus the sum of the category tokens (no parameters).",
         ),

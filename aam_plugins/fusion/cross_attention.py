@@ -40,6 +40,8 @@ class CrossAttentionOptions:
 class CrossAttentionFusion(Fusion):
     """``pool(LayerNorm(asv + MHA(q=asv, k=v=cat)), mask)``."""
 
+    extras_axes = {"attention": 1}  # [heads, S, K]: axis 1 runs over the sample's ASVs
+
     def __init__(self, dim: int, n_columns: int, options: CrossAttentionOptions | None = None):
         super().__init__()
         del n_columns  # the attention takes any number of metadata tokens
@@ -91,6 +93,8 @@ def aam_fusions():
     return [
         FusionSpec(
             name="cross-attention",
+            need="position-specific: metadata changes how\n  each ASV is read",
+            hint="[--cross-attn-heads 8]\n(attention per ASV and column in TensorBoard)",
             factory=CrossAttentionFusion,
             description="Each ASV attends to the category tokens (residual + LayerNorm), then pool.",
             options=CrossAttentionOptions,

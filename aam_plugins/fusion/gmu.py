@@ -35,6 +35,8 @@ from aam_core.specs import FusionSpec
 class GMUFusion(Fusion):
     """``h_seq + sigmoid(W_g [h_seq; h_cat]) · tanh(W_c h_cat)``."""
 
+    extras_axes = {"gate": None}  # [D]: one gate per embedding dimension, no ASV axis
+
     def __init__(self, dim: int, n_columns: int, options: None = None):
         super().__init__()
         del options  # gmu has none
@@ -65,6 +67,8 @@ def aam_fusions():
     return [
         FusionSpec(
             name="gmu",
+            need="adaptive weighting of metadata vs sequences",
+            hint="(gate values in TensorBoard)",
             factory=GMUFusion,
             description="Residual gated multimodal unit: pooled + gate * tanh(metadata projection).",
         )

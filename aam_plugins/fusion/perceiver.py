@@ -110,6 +110,11 @@ class _Block(nn.Module):
 class PerceiverFusion(Fusion):
     """N latents cross-attend to [ASVs; metadata], then self-attend; their mean is the sample."""
 
+    uses_pool = False  # the latent bottleneck replaces the model's pooling
+    #: ``attention [heads, latents, S]`` over the sample's ASVs; ``metadata_attention
+    #: [heads, latents, K]`` over its category tokens (one sample, batch axis removed).
+    extras_axes = {"attention": 2, "metadata_attention": None}
+
     def __init__(self, dim: int, n_columns: int, options: PerceiverOptions | None = None):
         super().__init__()
         del n_columns  # metadata tokens are just more inputs
@@ -128,7 +133,7 @@ class PerceiverFusion(Fusion):
     def forward(
         self, asv: torch.Tensor, mask: torch.Tensor, cat: torch.Tensor, pool: Pool
     ) -> FusionOutput:
-        del pool  # the latent bottleneck replaces pooling
+        del pool  # None: uses_pool is False
         mask = mask.bool()
         b = asv.shape[0]
         inputs = torch.cat([asv.masked_fill(~mask.unsqueeze(-1), 0.0), cat], dim=1)
@@ -140,7 +145,10 @@ class PerceiverFusion(Fusion):
         latents, weights = self.cross(latents, inputs, key_mask, need_weights=not self.training)
         for layer in self.layers:
             latents, _ = layer(latents)
-        extras = {} if weights is None else {"attention": weights}
+        extras = {}
+        if weights is not None:
+            n_asv = asv.shape[1]
+            extras = {"attention": weights[..., :n_asv], "metadata_attention": weights[..., n_asv:]}
         return FusionOutput(self.norm(latents).mean(dim=1), extras)
 
     def summarize(
@@ -150,10 +158,10 @@ class PerceiverFusion(Fusion):
         on the ASVs together (``attention_asvs``), averaged over batch, heads and latents."""
         if "attention" not in extras:  # training mode: no weights were computed
             return {}
-        share = extras["attention"].detach().float().mean(dim=(0, 1, 2))  # [S + K], sums to 1
-        n_asv = share.numel() - len(columns)
-        out = {"attention_asvs": float(share[:n_asv].sum())}
-        out.update({f"attention/{name}": float(share[n_asv + i]) for i, name in enumerate(columns)})
+        asvs = extras["attention"].detach().float().mean(dim=(0, 1, 2))  # [S]
+        metadata = extras["metadata_attention"].detach().float().mean(dim=(0, 1, 2))  # [K]
+        out = {"attention_asvs": float(asvs.sum())}
+        out.update({f"attention/{name}": float(metadata[i]) for i, name in enumerate(columns)})
         return out
 
 
@@ -163,6 +171,8 @@ def aam_fusions():
     return [
         FusionSpec(
             name="perceiver",
+            need="many ASVs or many metadata tokens",
+            hint="[--perceiver-num-latents 16]\n(cost linear in the number of ASVs)",
             factory=PerceiverFusion,
             description="Learned latents cross-attend to ASVs and category tokens; linear in ASVs.",
             options=PerceiverOptions,

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from aam_core import hookimpl
-from aam_core.errors import ConfigError
+from aam_core.devices import pick_device
 from aam_core.interfaces import ParallelStrategy
 from aam_core.specs import StrategySpec
 
@@ -16,14 +16,7 @@ class SingleDeviceStrategy(ParallelStrategy):
 
     def __init__(self, device: str | None = None, options: None = None):
         del options  # the single strategy has none
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        try:
-            self._device = torch.device(device)
-        except RuntimeError:
-            raise ConfigError(f"--device '{device}' is not a device torch knows.") from None
-        if self._device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(f"--device {device} asked for CUDA, but no CUDA device is available.")
+        self._device = pick_device(device)
 
     @property
     def root_device(self) -> torch.device:

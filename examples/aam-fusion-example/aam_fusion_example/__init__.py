@@ -23,6 +23,8 @@ __version__ = "0.1.0"
 class ScaledAddFusion(Fusion):
     """``pooled + Σ_k a_k · cat_k``."""
 
+    extras_axes = {"scale": None}  # [K]: one scalar per column, no ASV axis
+
     def __init__(self, dim: int, n_columns: int, options: None = None):
         super().__init__()
         del dim, options  # one scalar per column; no options

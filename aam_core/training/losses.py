@@ -1,0 +1,64 @@
+"""The losses a task combines: target, hidden abundances, UniFrac distances, masked nucleotides."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+TARGET_LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": F.smooth_l1_loss}
+
+
+def target_loss(prediction: torch.Tensor, target: torch.Tensor, classifier: bool, kind: str) -> torch.Tensor:
+    if classifier:
+        return F.cross_entropy(prediction.float(), target, ignore_index=-1)
+    return TARGET_LOSSES[kind](prediction[:, 0].float(), target.float())
+
+
+def hidden_count_loss(
+    predicted: torch.Tensor, counts: torch.Tensor, totals: torch.Tensor, hidden: torch.Tensor
+) -> torch.Tensor:
+    """Squared error of the predicted log relative abundance (of the sample's full read count)
+    on the hidden ASVs only — the visible ones would be an identity task."""
+    truth = torch.log(counts.float().clamp_min(1.0) / totals.float()[:, None].clamp_min(1.0))
+    err = (predicted.float() - truth) ** 2
+    weight = hidden.float()
+    return (err * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def pairwise_distances(z: torch.Tensor) -> torch.Tensor:
+    """Euclidean distances ``[B, B]`` between rows, with a gradient that stays finite at 0."""
+    diff = z[:, None, :] - z[None, :, :]
+    return torch.sqrt((diff * diff).sum(-1) + 1e-12)
+
+
+def unifrac_pairs(z: torch.Tensor, distances: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Predicted and true distances of every pair ``i < j`` (the diagonal and the mirrored half
+    excluded)."""
+    b = z.shape[0]
+    i, j = torch.triu_indices(b, b, offset=1, device=z.device)
+    return pairwise_distances(z.float())[i, j], distances.float()[i, j]
+
+
+def unifrac_loss(z: torch.Tensor, distances: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between predicted and exact UniFrac over the batch's pairs (zero for a
+    batch of one sample, which has no pair)."""
+    predicted, truth = unifrac_pairs(z, distances)
+    if predicted.numel() == 0:
+        return z.sum() * 0.0
+    return F.mse_loss(predicted, truth)
+
+
+def nucleotide_loss(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cross-entropy over the masked bases, and the (correct, masked) counts for the accuracy.
+
+    ``logits [U, P, patch, bases]`` cover the padded length ``P·patch``; ``target [U, L]`` holds
+    the hidden base or -1. No host synchronisation: empty masks give a zero loss."""
+    u, p, patch, bases = logits.shape
+    flat = logits.reshape(u, p * patch, bases)[:, : target.shape[1]].reshape(-1, bases).float()
+    truth = target.reshape(-1)
+    weight = (truth >= 0).float()
+    ce = F.cross_entropy(flat, truth.clamp_min(0), reduction="none")
+    total = weight.sum()
+    loss = (ce * weight).sum() / total.clamp_min(1.0)
+    correct = ((flat.argmax(-1) == truth).float() * weight).sum()
+    return loss, correct.detach(), total.detach()

@@ -1,0 +1,232 @@
+"""``train()``: from a config to a trained model and a complete output directory.
+
+Everything that can fail on user input (plugins, options, files, columns, the transform, the
+pretrained encoder) is checked before the output directory is touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+import pandas as pd
+import torch
+
+from aam_core.config import RunConfig
+from aam_core.data.categories import CategoryEncoder
+from aam_core.data.dataset import Dataset, load_dataset
+from aam_core.data.samples import Samples, check_disjoint, resolve_list
+from aam_core.data.split import three_way_split
+from aam_core.errors import ConfigError, DataError
+from aam_core.loading import LoadedModel, restore
+from aam_core.model.build import build_model
+from aam_core.options import build_config
+from aam_core.plugins import get_plugin
+from aam_core.targets import TargetEncoding
+from aam_core.training.encoder_cache import EncoderCache
+from aam_core.training.pretrained import load_pretrained_encoder
+from aam_core.training.run import Resume, Run, load_resume_config
+from aam_core.training.supervised import Split, SupervisedTask
+from aam_core.training.unifrac_source import distance_source
+
+log = logging.getLogger("aam")
+
+
+@attrs.frozen
+class TrainResult:
+    """What ``train`` returns: metrics (original units) and the best model."""
+
+    output_dir: Path
+    metrics: dict[str, Any]
+    best_epoch: int
+    predictions: pd.DataFrame  # val_predictions.tsv: the best model on the validation samples
+    model: LoadedModel
+    config: RunConfig
+    test_predictions: pd.DataFrame | None = None
+
+
+def _warn_combinations(config: RunConfig, explicit: set[str]) -> None:
+    """One line per redundant or meaningless combination."""
+    data, model, training = config.data, config.model, config.training
+    if not data.categorical_columns:
+        if "fusion" in explicit or model.fusion_options:
+            warnings.warn(f"--fusion {model.fusion} has no effect without --categorical-columns.", stacklevel=3)
+    if training.categorical_lr and not (data.categorical_columns or model.conditional_output_scaling):
+        warnings.warn("--categorical-lr has no effect without --categorical-columns.", stacklevel=3)
+    column = model.conditional_output_scaling
+    if column and column not in data.categorical_columns:
+        warnings.warn(
+            f"--conditional-output-scaling {column}: '{column}' is not in --categorical-columns; "
+            "it scales the output but is not a model input.",
+            stacklevel=3,
+        )
+    if model.classifier and training.target_transform != "none" and "target_transform" in explicit:
+        warnings.warn("--target-transform is ignored with --classifier.", stacklevel=3)
+    if training.unifrac_penalty > 0 and not (data.tree or data.unifrac_matrix):
+        raise ConfigError("--unifrac-penalty needs --tree or --unifrac-matrix.")
+    if (data.tree or data.unifrac_matrix) and training.unifrac_penalty == 0 and config.task == "train":
+        warnings.warn("--tree/--unifrac-matrix has no effect without --unifrac-penalty.", stacklevel=3)
+    if training.freeze_base and not training.pretrained_encoder:
+        raise ConfigError("--freeze-base needs --pretrained-encoder (a randomly initialised encoder would stay random).")
+
+
+def _split(config: RunConfig, dataset: Dataset, train_samples, val_samples, test_samples) -> dict[str, list[str]]:
+    if (train_samples is None) != (val_samples is None):
+        raise ConfigError("Give both train and validation samples, or neither.")
+    if test_samples is not None and config.data.test_fraction:
+        raise ConfigError("Give --test-samples or --test-fraction, not both.")
+    test_ids = resolve_list(test_samples, dataset, "test") if test_samples is not None else []
+    if train_samples is not None:
+        named = {
+            "train": resolve_list(train_samples, dataset, "training"),
+            "val": resolve_list(val_samples, dataset, "validation"),
+            "test": test_ids,
+        }
+        check_disjoint(named)
+        return named
+    held = set(test_ids)
+    rows = [i for i, s in enumerate(dataset.sample_ids) if s not in held]
+    strata = dataset.column(config.data.stratify_by)[rows] if config.data.stratify_by else None
+    train_ids, val_ids, fraction_test = three_way_split(
+        [str(dataset.sample_ids[i]) for i in rows],
+        config.data.val_fraction,
+        config.data.test_fraction,
+        config.training.seed,
+        strata,
+    )
+    return {"train": train_ids, "val": val_ids, "test": test_ids or fraction_test}
+
+
+def _target_encoding(config: RunConfig, dataset: Dataset, train_rows: np.ndarray) -> TargetEncoding:
+    if config.model.classifier:
+        classes = sorted(set(dataset.target[train_rows]))
+        if len(classes) < 2:
+            raise DataError(f"--classifier needs at least 2 classes in training, got {classes}.")
+        return TargetEncoding(classes=classes, transform=None, transform_categories=None)
+    spec = get_plugin("transform", config.training.target_transform)
+    transform = spec.factory(options=None)
+    by = config.data.normalize_by
+    if transform.uses_categories and not by:
+        raise ConfigError(f"--target-transform {spec.name} needs --normalize-by <column>.")
+    if by and not transform.uses_categories:
+        raise ConfigError(f"--normalize-by applies only to zscore-category, not '{spec.name}'.")
+    categories = dataset.column(by) if by else None
+    transform.fit(dataset.target[train_rows], None if categories is None else categories[train_rows])
+    return TargetEncoding(classes=None, transform=transform, transform_categories=categories)
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+
+
+def _read_split(run_dir: Path) -> dict[str, list[str]]:
+    out = {}
+    for name in ("train", "val", "test"):
+        path = run_dir / f"{name}_samples.txt"
+        out[name] = [line for line in path.read_text().splitlines() if line] if path.is_file() else []
+    if not out["train"] or not out["val"]:
+        raise DataError(f"{run_dir} lacks train_samples.txt/val_samples.txt, which a resumed run reuses.")
+    return out
+
+
+def train(
+    config: RunConfig | str | Path | None = None,
+    *,
+    force: bool = False,
+    train_samples: Samples | None = None,
+    val_samples: Samples | None = None,
+    test_samples: Samples | None = None,
+    resume_from: str | Path | None = None,
+    **options: Any,
+) -> TrainResult:
+    """Train a model. ``config`` is a :class:`RunConfig`, a ``config.json`` path or None; flat
+    ``options`` use the CLI's names (``table=``, ``metadata_column=``, ``fusion=``, ``epochs=``...).
+    ``train_samples``/``val_samples`` (lists or files of IDs) replace the random split;
+    ``test_samples`` (or ``test_fraction=``) holds a test set out of every selection.
+    ``resume_from`` continues the run of a ``checkpoints/last.pt`` in its own directory."""
+    resume: Resume | None = None
+    rates: dict[str, float] = {}
+    if resume_from is not None:
+        if train_samples is not None or val_samples is not None or test_samples is not None:
+            raise ConfigError("--train-samples/--val-samples/--test-samples cannot change the split of a resumed run.")
+        resume, config, rates = load_resume_config(resume_from, "train", config, options)
+    else:
+        config = build_config(config, **options)
+    if config.task != "train":
+        raise ConfigError("This config is a pretraining run's; use 'aam pretrain' or start from a fresh config.")
+    fusion_spec = get_plugin("fusion", config.model.fusion)  # checked even when unused
+    fusion_spec.make_options(config.model.fusion_options)
+    _warn_combinations(config, set(options))
+    run = Run(config, command="train", force=force, resume=resume, rates=rates)
+    pretrained = load_pretrained_encoder(config) if config.training.pretrained_encoder and resume is None else None
+
+    scaling_col = config.model.conditional_output_scaling
+    dataset = load_dataset(config.data, classifier=config.model.classifier, extra_columns=(scaling_col,) if scaling_col else ())
+    splits = _read_split(resume.run_dir) if resume else _split(config, dataset, train_samples, val_samples, test_samples)
+    split = Split(*(dataset.rows_of(splits[name]) for name in ("train", "val", "test")))
+    log.info(
+        "%d training, %d validation%s samples, %d ASVs.",
+        len(split.train),
+        len(split.val),
+        f" and {len(split.test)} test" if len(split.test) else "",
+        dataset.counts.shape[1],
+    )
+    distances = distance_source(config.data, dataset) if config.training.unifrac_penalty > 0 else None
+
+    columns = list(config.data.categorical_columns)
+    if resume is not None:
+        bundle = restore(resume.payload, resume.path, str(run.device))
+        model, encoder, encoding = bundle.model, bundle.encoder, bundle.encoding
+        if encoding.transform is not None and config.data.normalize_by:
+            encoding = attrs.evolve(encoding, transform_categories=dataset.column(config.data.normalize_by))
+        model.train()
+    else:
+        encoder_columns = columns + ([scaling_col] if scaling_col and scaling_col not in columns else [])
+        encoder = CategoryEncoder.fit(dataset.subset(split.train), encoder_columns)
+        encoding = _target_encoding(config, dataset, split.train)
+        out_dim = len(encoding.classes) if encoding.classes else 1
+        _seed_everything(config.training.seed)
+        model = build_model(config, out_dim=out_dim, category_sizes=encoder.sizes[: len(columns)], scaling=encoder.locate(scaling_col))
+        if pretrained is not None:
+            pretrained.load_into(model)
+    if config.training.freeze_base:
+        model.asv_encoder.requires_grad_(False)
+    model.to(run.device)
+    codes = encoder.encode(dataset)
+    n_params = sum(p.numel() for p in model.parameters())
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info(
+        "Model: %s parameters (%s trainable) on %s; fusion %s.",
+        f"{n_params:,}",
+        f"{n_trainable:,}",
+        run.device,
+        config.model.fusion if columns else "(none)",
+    )
+    task = SupervisedTask(
+        config=config,
+        model=model,
+        dataset=dataset,
+        split=split,
+        codes=codes,
+        encoding=encoding,
+        device=run.device,
+        shard=run.strategy.shard,
+        distances=distances,
+        cache=EncoderCache(model.asv_encoder) if config.training.freeze_base else None,
+    )
+    bundle = LoadedModel(config=config, model=model, encoder=encoder, encoding=encoding, device=run.device)
+    result, metrics = run.execute(task, bundle, splits)
+    return TrainResult(
+        output_dir=Path(config.output_dir),
+        metrics=metrics,
+        best_epoch=result.best_epoch,
+        predictions=task.final["val"],
+        model=bundle,
+        config=config,
+        test_predictions=task.final.get("test"),
+    )
