@@ -26,6 +26,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "train": "aam_core.api",
     "predict": "aam_core.api",
+    "pretrain": "aam_core.api",
     "load_model": "aam_core.api",
     "TrainResult": "aam_core.api",
     "LoadedModel": "aam_core.api",
@@ -60,6 +61,10 @@ _EXPORTS = {
     "FusionSpec": "aam_core.specs",
     "StrategySpec": "aam_core.specs",
     "TransformSpec": "aam_core.specs",
+    "unifrac": "aam_core.unifrac.api",
+    "unifrac_matrix": "aam_core.unifrac.api",
+    "BatchUniFrac": "aam_core.unifrac.batch",
+    "read_distance_matrix": "aam_core.unifrac.matrix_io",
 }
 
 __all__ = sorted(_EXPORTS)

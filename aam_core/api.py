@@ -2,6 +2,7 @@
 
 from aam_core.inference import predict
 from aam_core.loading import LoadedModel, load_model
+from aam_core.training.pretrain import pretrain
 from aam_core.training.train import TrainResult, train
 
-__all__ = ["LoadedModel", "TrainResult", "load_model", "predict", "train"]
+__all__ = ["LoadedModel", "TrainResult", "load_model", "predict", "pretrain", "train"]

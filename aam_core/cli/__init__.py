@@ -32,9 +32,9 @@ def cli(quiet: bool) -> None:
 
 
 def _register_commands() -> None:
-    from aam_core.cli import baseline, cv, evaluate, plugins, predict, train
+    from aam_core.cli import baseline, cv, evaluate, plugins, predict, pretrain, train, unifrac
 
-    for module in (train, predict, plugins, baseline, evaluate, cv):
+    for module in (train, pretrain, predict, plugins, baseline, evaluate, cv, unifrac):
         cli.add_command(module.command)
 
 
