@@ -30,10 +30,7 @@ from aam_core.errors import ConfigError, DataError
 
 FORMATS = {".h5": "h5", ".hdf5": "h5", ".npy": "npy", ".tsv": "tsv"}
 Stripes = Iterable[tuple[int, np.ndarray]]
-_WIDE = np.longdouble if np.finfo(np.longdouble).nmant >= 63 else np.float64
-_SCALE = _WIDE(10**17)
 _TSV_CELLS = 1 << 21  # values formatted at once
-_COPY_CELLS = 1 << 23  # values copied into the HDF5 dataset at once
 
 
 def _write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
@@ -70,12 +67,14 @@ def ids_path(npy_path: str | os.PathLike) -> Path:
     return path.with_name(path.stem + ".ids.txt")
 
 
-def fill(target, stripes: Stripes) -> None:
-    """Put upper-triangle stripes and their mirror into ``target`` (array, memmap, dataset)."""
+def fill(target, stripes: Stripes) -> Iterator[tuple[int, int]]:
+    """Put upper-triangle stripes and their mirror into ``target`` (array, memory map); yields
+    ``(i0, i1)`` as rows ``i0:i1`` become complete (earlier stripes hold their left part)."""
     for i0, values in stripes:
         i1 = i0 + values.shape[0]
         target[i0:i1, i0:] = values
         target[i0:, i0:i1] = values.T
+        yield i0, i1
 
 
 def write_matrix(path: str | os.PathLike, sample_ids: list[str], stripes: Stripes) -> Path:
@@ -88,19 +87,19 @@ def write_matrix(path: str | os.PathLike, sample_ids: list[str], stripes: Stripe
     def write(tmp: Path) -> None:
         if kind == "npy":
             matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float64, shape=(n, n))
-            fill(matrix, stripes)
+            for _ in fill(matrix, stripes):
+                pass
             matrix.flush()
             del matrix
             text = "".join(f"{s}\n" for s in sample_ids)
             _write_atomic(ids_path(path), lambda tmp_ids: tmp_ids.write_text(text))
             return
-        # Mirrored stripes write columns as well as rows; on a memory map that is cheap, in an
-        # HDF5 dataset or a text file it is not: fill a scratch map, then copy rows in order.
+        # Mirrored stripes write columns as well as rows: cheap on a memory map, not in an HDF5
+        # dataset or a text file. Fill a scratch map; copy each row out once it is complete.
         scratch = tmp.with_name(tmp.name + ".npy")
         try:
             matrix = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.float64, shape=(n, n))
-            fill(matrix, stripes)
-            (_write_h5 if kind == "h5" else _write_tsv)(tmp, sample_ids, matrix)
+            (_write_h5 if kind == "h5" else _write_tsv)(tmp, sample_ids, matrix, fill(matrix, stripes))
             del matrix
         finally:
             scratch.unlink(missing_ok=True)
@@ -108,7 +107,7 @@ def write_matrix(path: str | os.PathLike, sample_ids: list[str], stripes: Stripe
     return _write_atomic(path, write)
 
 
-def _write_h5(path: Path, sample_ids: list[str], matrix: np.ndarray) -> None:
+def _write_h5(path: Path, sample_ids: list[str], matrix: np.ndarray, rows: Iterator[tuple[int, int]]) -> None:
     import h5py
 
     n = len(sample_ids)
@@ -119,51 +118,95 @@ def _write_h5(path: Path, sample_ids: list[str], matrix: np.ndarray) -> None:
         order_type = h5py.string_dtype("ascii" if ascii_only else "utf-8")
         handle.create_dataset("order", data=np.array(sample_ids, dtype=object), dtype=order_type)
         target = handle.create_dataset("matrix", shape=(n, n), dtype="f8")
-        step = max(1, _COPY_CELLS // max(n, 1))
-        for lo in range(0, n, step):
-            target[lo : lo + step] = matrix[lo : lo + step]
+        for i0, i1 in rows:
+            target[i0:i1] = matrix[i0:i1]
 
 
-def _write_tsv(path: Path, sample_ids: list[str], matrix: np.ndarray) -> None:
-    n = len(sample_ids)
+def _write_tsv(path: Path, sample_ids: list[str], matrix: np.ndarray, rows: Iterator[tuple[int, int]]) -> None:
     labels = [f"{s}\t".encode() for s in sample_ids]
-    step = max(1, _TSV_CELLS // max(n, 1))
     with open(path, "wb") as out:
         out.write(("\t" + "\t".join(sample_ids) + "\n").encode())
-        for lo in range(0, n, step):
-            rows = format_rows(matrix[lo : lo + step])
-            for label, row in zip(labels[lo : lo + step], rows, strict=True):
-                out.write(label)
-                out.write(row)
+        for i0, i1 in rows:
+            step = max(1, _TSV_CELLS // max(len(sample_ids), 1))
+            for lo in range(i0, i1, step):
+                hi = min(lo + step, i1)
+                for label, row in zip(labels[lo:hi], format_rows(matrix[lo:hi]), strict=True):
+                    out.write(label)
+                    out.write(row)
+
+
+# Dekker's split of 10**17 (exact in float64: 5**17 < 2**53), for an exact product v × 10**17.
+_SPLITTER = 134217729.0  # 2**27 + 1
+_E17 = 1e17
+_E17_HI = _SPLITTER * _E17 - (_SPLITTER * _E17 - _E17)
+_E17_LO = _E17 - _E17_HI
+_PAIRS = np.frombuffer("".join(f"{i:02d}" for i in range(100)).encode(), dtype=np.uint16)
+
+
+def _scaled(values: np.ndarray) -> np.ndarray:
+    """``round(values × 10**17)`` exactly (ties aside), as int64, for 0 ≤ values < 10: the
+    product is formed as an unevaluated sum ``hi + lo`` (Dekker's two-product)."""
+    hi = values * _E17
+    c = _SPLITTER * values
+    v_hi = c - (c - values)
+    v_lo = values - v_hi
+    lo = ((v_hi * _E17_HI - hi) + v_hi * _E17_LO + v_lo * _E17_HI) + v_lo * _E17_LO
+    whole = np.rint(hi)
+    return whole.astype(np.int64) + np.rint((hi - whole) + lo).astype(np.int64)
 
 
 def format_rows(values: np.ndarray) -> list[bytes]:
-    """Each row as tab-separated decimals ending in a newline: ``0.25\\t1\\t0\\n``."""
+    """Each row as tab-separated decimals ending in a newline: ``0.25\t1\t0\n``; 17 decimals,
+    trailing zeros dropped (values outside [0, 10) fall back to Python's ``repr``)."""
     values = np.asarray(values, dtype=np.float64)
+    r, n = values.shape
     if not (np.all(np.isfinite(values)) and values.min(initial=0) >= 0 and values.max(initial=0) < 10):
         return [("\t".join(map(repr, row)) + "\n").encode() for row in values.tolist()]
-    r, n = values.shape
-    scaled = np.rint(values.astype(_WIDE) * _SCALE).astype(np.uint64)
-    chars = np.empty((r, n, 20), dtype=np.uint8)
-    chars[..., 0] = (scaled // np.uint64(10**17)).astype(np.uint8) + ord("0")
-    chars[..., 1] = ord(".")
-    fraction = scaled % np.uint64(10**17)
-    for first, part, width in ((2, fraction // np.uint64(10**9), 8), (10, fraction % np.uint64(10**9), 9)):
-        part = part.astype(np.uint32)
-        for position in range(first + width - 1, first - 1, -1):
-            chars[..., position] = (part % 10).astype(np.uint8) + ord("0")
-            part //= 10
-    chars[..., 19] = ord("\t")
-    chars[:, -1, 19] = ord("\n")
-    digits = chars[..., 2:19] != ord("0")
-    last = 16 - np.argmax(digits[..., ::-1], axis=-1)  # last non-zero decimal
-    keep = np.ones((r, n, 20), dtype=bool)
-    keep[..., 2:19] = np.arange(17) <= last[..., None]
-    keep[..., 1:19] &= digits.any(axis=-1)[..., None]  # an integer: no point, no decimals
-    flat = chars[keep]
-    ends = np.cumsum(keep.sum(axis=(1, 2)))
-    data = flat.tobytes()
+    # NumPy divides integers by a constant fast (libdivide) but its remainder is ~10× slower:
+    # every "x % d" below is written "x - (x // d) * d".
+    scaled = _scaled(values.ravel())
+    upper = (scaled // 10**9).astype(np.uint32)  # integer digit and decimals 1-8
+    lower = (scaled - upper.astype(np.int64) * 10**9).astype(np.uint32)  # decimals 9-17
+    integer = upper // 10**8
+    decimals = np.where(
+        lower > 0, 17 - _trailing_zeros(lower), 8 - _trailing_zeros(upper - integer * 10**8)
+    )
+    chars = np.empty((r * n, 20), dtype=np.uint8)
+    pairs = chars.view(np.uint16)  # byte pairs (0,1) (2,3) ... (18,19)
+    for slot in (4, 3, 2, 1):  # decimals 7-8, 5-6, 3-4, 1-2
+        rest = upper // 100
+        pairs[:, slot] = _PAIRS[upper - rest * 100]
+        upper = rest
+    chars[:, 0] = integer + ord("0")
+    chars[:, 1] = ord(".")
+    rest = lower // 10
+    chars[:, 18] = lower - rest * 10 + ord("0")
+    lower = rest
+    for slot in (8, 7, 6, 5):  # decimals 15-16, 13-14, 11-12, 9-10
+        rest = lower // 100
+        pairs[:, slot] = _PAIRS[lower - rest * 100]
+        lower = rest
+    chars[:, 19] = ord("\t")
+    chars.reshape(r, n, 20)[:, -1, 19] = ord("\n")
+    data = chars[_KEEP[decimals]].tobytes()
+    ends = np.cumsum(_WIDTH[decimals].reshape(r, n).sum(axis=1))
     return [data[a:b] for a, b in zip(np.r_[0, ends[:-1]], ends, strict=True)]
+
+
+def _trailing_zeros(values: np.ndarray) -> np.ndarray:
+    """Trailing decimal zeros of each value, up to 8 (of 9 digits; a zero counts 8)."""
+    count = np.zeros(values.shape, dtype=np.int64)
+    for power in (10**p for p in range(1, 9)):
+        count += (values // power) * power == values
+    return count
+
+
+# Which of a value's 20 bytes (digit, point, 17 decimals, separator) to keep, by decimals kept.
+_KEEP = np.zeros((18, 20), dtype=bool)
+_KEEP[:, [0, 19]] = True
+for _kept in range(1, 18):
+    _KEEP[_kept, 1 : 2 + _kept] = True
+_WIDTH = _KEEP.sum(axis=1)
 
 
 def _read_ids(path: Path) -> list[str]:
