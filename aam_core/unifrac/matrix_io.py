@@ -67,9 +67,15 @@ def ids_path(npy_path: str | os.PathLike) -> Path:
     return path.with_name(path.stem + ".ids.txt")
 
 
-def fill(target, stripes: Stripes) -> Iterator[tuple[int, int]]:
-    """Put upper-triangle stripes and their mirror into ``target`` (array, memory map); yields
-    ``(i0, i1)`` as rows ``i0:i1`` become complete (earlier stripes hold their left part)."""
+def fill(target, stripes: Stripes) -> None:
+    """Put upper-triangle stripes and their mirror into ``target`` (array, memory map)."""
+    for _ in filled_rows(target, stripes):
+        pass
+
+
+def filled_rows(target, stripes: Stripes) -> Iterator[tuple[int, int]]:
+    """:func:`fill`, yielding ``(i0, i1)`` as rows ``i0:i1`` become complete (earlier stripes
+    hold their left part)."""
     for i0, values in stripes:
         i1 = i0 + values.shape[0]
         target[i0:i1, i0:] = values
@@ -87,8 +93,7 @@ def write_matrix(path: str | os.PathLike, sample_ids: list[str], stripes: Stripe
     def write(tmp: Path) -> None:
         if kind == "npy":
             matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float64, shape=(n, n))
-            for _ in fill(matrix, stripes):
-                pass
+            fill(matrix, stripes)
             matrix.flush()
             del matrix
             text = "".join(f"{s}\n" for s in sample_ids)
@@ -99,7 +104,7 @@ def write_matrix(path: str | os.PathLike, sample_ids: list[str], stripes: Stripe
         scratch = tmp.with_name(tmp.name + ".npy")
         try:
             matrix = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.float64, shape=(n, n))
-            (_write_h5 if kind == "h5" else _write_tsv)(tmp, sample_ids, matrix, fill(matrix, stripes))
+            (_write_h5 if kind == "h5" else _write_tsv)(tmp, sample_ids, matrix, filled_rows(matrix, stripes))
             del matrix
         finally:
             scratch.unlink(missing_ok=True)
