@@ -8,7 +8,7 @@ import pytest
 
 from aam_core.errors import ConfigError, DataError
 from aam_core.unifrac import read_distance_matrix, unifrac, unifrac_matrix
-from aam_core.unifrac.matrix_io import format_rows
+from aam_core.unifrac.decimals import format_rows
 
 NEWICK = "(((a:1,b:2):0.5,(c:1,d:3):0.25):0.1,(e:0.5,f:0):2);"
 FEATURES = list("abcdef")

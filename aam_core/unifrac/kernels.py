@@ -20,7 +20,7 @@ Index = slice | np.ndarray
 _NODE_CHUNK = 128
 _COLUMN_TILE = 1024
 # Upper bound on (pair, node) steps expanded at once by the weighted sparse part (memory).
-_MAX_STEPS = 1 << 22
+_MAX_STEPS = 1 << 20
 
 
 class NumpyDense:
