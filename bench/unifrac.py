@@ -34,7 +34,8 @@ import numpy as np
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "oral-age"
 SSU_METHOD = {"unweighted": "unweighted", "weighted-normalized": "weighted_normalized_fp64"}
-AAM = [sys.executable, "-c", "import sys; from aam_core.cli import main; main(sys.argv[1:])"]
+_SCRIPT = Path(sys.executable).with_name("aam")
+AAM = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-c", "import sys; from aam_core.cli import main; main(sys.argv[1:])"]
 COMMAND = [sys.executable, "-c", "from aam_core.cli.unifrac import command; command(prog_name='aam unifrac')"]
 
 
@@ -56,13 +57,20 @@ def run(argv: list[str]) -> tuple[float, float]:
     return seconds, peak_kb / 1024
 
 
-def measure(argv: list[str], repeats: int) -> dict:
-    runs = [run(argv) for _ in range(repeats)]
+def measure(commands: dict[str, list[str]], repeats: int) -> dict[str, dict]:
+    """Run every command ``repeats`` times, interleaved (A B C A B C …) so that a change in the
+    machine's load touches all of them alike; medians per command."""
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
+    for _ in range(repeats):
+        for name, argv in commands.items():
+            runs[name].append(run(argv))
     return {
-        "seconds": round(statistics.median(r[0] for r in runs), 3),
-        "peak_rss_mb": round(statistics.median(r[1] for r in runs), 1),
-        "runs_s": [round(r[0], 3) for r in runs],
-        "load_average_after": round(os.getloadavg()[0], 2),
+        name: {
+            "seconds": round(statistics.median(r[0] for r in found), 3),
+            "peak_rss_mb": round(statistics.median(r[1] for r in found), 1),
+            "runs_s": [round(r[0], 3) for r in found],
+        }
+        for name, found in runs.items()
     }
 
 
@@ -120,26 +128,27 @@ def main() -> None:
         "data": {"table": table, "tree": tree},
         "cpus": len(os.sched_getaffinity(0)),
         "repeats": args.repeats,
-        "aam_startup_s": measure([*AAM, "--help"], args.repeats)["seconds"],
+        "load_average_at_start": round(os.getloadavg()[0], 2),
+        "aam_startup_s": measure({"help": [*AAM, "--help"]}, args.repeats)["help"]["seconds"],
     }
     with tempfile.TemporaryDirectory(prefix="aam-unifrac-bench-") as tmp:
         out = Path(tmp)
         for metric in args.metrics:
-            result: dict = {}
             flags = ["--table", table, "--tree", tree, "--metric", metric, "--device", "cpu", "--output"]
+            commands = {}
             for ext in ("h5", "tsv"):
-                target = str(out / f"aam.{ext}")
-                result[f"aam_unifrac_{ext}"] = measure([*AAM, "unifrac", *flags, target], args.repeats)
-                result[f"unifrac_command_{ext}"] = measure([*COMMAND, *flags, target], args.repeats)
+                commands[f"aam_unifrac_{ext}"] = [*AAM, "unifrac", *flags, str(out / f"aam.{ext}")]
+                commands[f"unifrac_command_{ext}"] = [*COMMAND, *flags, str(out / f"aam.{ext}")]
             if ssu:
                 base = [ssu, "-i", table, "-t", tree, "-m", SSU_METHOD[metric]]
-                result["ssu_h5"] = measure([*base, "-o", str(out / "ssu.h5"), "-r", "hdf5_fp64", "--pcoa", "0"], args.repeats)
-                result["ssu_tsv"] = measure([*base, "-o", str(out / "ssu.tsv")], args.repeats)
+                commands["ssu_h5"] = [*base, "-o", str(out / "ssu.h5"), "-r", "hdf5_fp64", "--pcoa", "0"]
+                commands["ssu_tsv"] = [*base, "-o", str(out / "ssu.tsv")]
+            result: dict = measure(commands, args.repeats)
+            if ssu:
                 for ext in ("h5", "tsv"):
-                    result[f"ssu_over_aam_unifrac_{ext}"] = round(result[f"ssu_{ext}"]["seconds"] / result[f"aam_unifrac_{ext}"]["seconds"], 2)
-                    result[f"ssu_over_unifrac_command_{ext}"] = round(
-                        result[f"ssu_{ext}"]["seconds"] / result[f"unifrac_command_{ext}"]["seconds"], 2
-                    )
+                    for ours in ("aam_unifrac", "unifrac_command"):
+                        ratio = result[f"ssu_{ext}"]["seconds"] / result[f"{ours}_{ext}"]["seconds"]
+                        result[f"ssu_over_{ours}_{ext}"] = round(ratio, 2)
             import h5py
 
             with h5py.File(out / "aam.h5", "r") as handle:

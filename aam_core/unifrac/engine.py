@@ -92,6 +92,7 @@ class UniFracEngine:
             self.profile = WeightedProfile.build(nodes, speedup)
             self._block = kernels.weighted_block
         dense = self.profile.dense
+        on_gpu = on_gpu and dense.shape[1] > 0
         self.dense = kernels.TorchDense(dense, device) if on_gpu else kernels.NumpyDense(dense)
 
     def block(self, rows: np.ndarray | slice, cols: np.ndarray | slice) -> np.ndarray:
