@@ -73,6 +73,8 @@ def _optional_fraction(instance, attribute, value):
 
 
 DATA, MODEL, TRAINING, PRETRAINING = "data", "model", "training", "pretraining"
+#: ``--best-metric`` choices: regression, classification, or both (``loss``).
+BEST_METRICS = ("mae", "rmse", "r2", "loss", "accuracy", "f1", "auc")
 
 
 @attrs.define
@@ -108,6 +110,9 @@ class DataConfig:
     )
     normalize_by: str | None = attrs.field(
         default=None, metadata=_help("Column whose categories get their own statistics (zscore-category only).", DATA)
+    )
+    target_units: str | None = attrs.field(
+        default=None, metadata=_help("Units of the target, for axis labels (e.g. years).", DATA)
     )
     tree: str | None = attrs.field(
         default=None, metadata=_help("Newick tree over the ASVs: UniFrac distances computed per batch.", DATA)
@@ -214,6 +219,15 @@ class TrainConfig:
         default="mse", validator=v.in_(["mse", "mae", "huber"]), metadata=_help("Regression loss.", TRAINING, choices=["mse", "mae", "huber"])
     )
     amp: bool = attrs.field(default=True, metadata=_help("Mixed precision (bfloat16) on CUDA.", TRAINING))
+    best_metric: str | None = attrs.field(
+        default=None,
+        validator=v.optional(v.in_(BEST_METRICS)),
+        metadata=_help(
+            "Validation metric that picks the best epoch and early-stops [default: mae for regression, f1 for classification].",
+            TRAINING,
+            choices=list(BEST_METRICS),
+        ),
+    )
     checkpoint_every: int = attrs.field(
         default=0,
         validator=non_negative,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
@@ -18,8 +17,6 @@ from aam_core.data.dataset import load_dataset
 from aam_core.files import write_tsv_atomic
 from aam_core.loading import LoadedModel, load_model
 from aam_core.model.aam import forward_batches
-
-log = logging.getLogger("aam")
 
 
 def _collect_extras(
@@ -135,5 +132,4 @@ def predict(
         frame[name] = probabilities[:, k]
     if output is not None:
         write_tsv_atomic(frame, output)
-        log.info("Wrote %d predictions to %s.", len(frame), output)
     return (frame, extras) if return_extras else frame

@@ -33,8 +33,9 @@ Fixtures
 ``read_tensorboard(run_dir) -> EventAccumulator``
     The run's ``tensorboard/`` events, loaded in full (``.Scalars(tag)``, ``.Tags()``).
 ``recorded_plots -> list[PlotCall]``
-    Replaces training's predicted-vs-actual PNG and TensorBoard figure with a recorder (fast);
-    each entry holds the ``actual`` and ``predicted`` values that would have been drawn.
+    Replaces training's predicted-vs-actual PNG and TensorBoard figure with a recorder, and the
+    training-curves PNG with nothing (fast); each entry holds the ``actual`` and ``predicted``
+    values that would have been drawn.
 
 Every test session runs torch on one thread (``_one_torch_thread``, autouse).
 """
@@ -379,16 +380,20 @@ def recorded_plots(monkeypatch) -> list[PlotCall]:
     def record(actual, predicted) -> None:
         calls.append(PlotCall(np.asarray(actual), np.asarray(predicted)))
 
-    def figure(actual, predicted, title):  # noqa: ARG001 - the plot function's signature
+    def figure(actual, predicted, title, **keywords):  # noqa: ARG001 - the plot function's signature
         record(actual, predicted)
         return matplotlib.figure.Figure(figsize=(0.5, 0.5), dpi=20)
 
-    def save(actual, predicted, path, title):  # noqa: ARG001 - the plot function's signature
+    def save(actual, predicted, path, title, **keywords):  # noqa: ARG001 - the plot function's signature
         record(actual, predicted)
+        return Path(path)
+
+    def curves(history, path, metric, **keywords):  # noqa: ARG001 - the plot function's signature
         return Path(path)
 
     monkeypatch.setattr(supervised, "predicted_vs_actual_figure", figure)
     monkeypatch.setattr(supervised, "save_predicted_vs_actual", save)
+    monkeypatch.setattr(supervised, "save_training_curves", curves)
     return calls
 
 

@@ -116,6 +116,23 @@ def load_resume_config(resume_from: str | Path, kind: str, config: Any, options:
     return resume, merged, rates
 
 
+def changed_settings(config: RunConfig) -> list[str]:
+    """``--flag value`` for every setting that differs from AAM's default (data paths included)."""
+    from aam_core.config import DataConfig
+
+    default = unstructure(RunConfig(data=DataConfig(table=config.data.table), task=config.task))
+    current = unstructure(config)
+    lines = []
+    for section in ("data", "model", "training"):
+        for key, value in current[section].items():
+            if value != default[section].get(key):
+                shown = ",".join(map(str, value)) if isinstance(value, list) else value
+                if isinstance(value, dict):
+                    shown = " ".join(f"{k}={v}" for k, v in value.items())
+                lines.append(f"--{key.replace('_', '-')} {shown}")
+    return lines
+
+
 class Run:
     """One training run of any task, from an empty (or resumable) output directory to its files."""
 
@@ -129,6 +146,13 @@ class Run:
             check_output_dir(config.output_dir, force)
         spec = get_plugin("parallel", config.training.parallel)
         self.strategy = spec.factory(device=config.training.device, options=None)
+        if self.strategy.is_global_zero:
+            changed = changed_settings(config)
+            log.info(
+                "aam %s: settings that differ from the defaults: %s",
+                command,
+                ("\n  " + "\n  ".join(changed)) if changed else "(none)",
+            )
 
     @property
     def device(self) -> torch.device:

@@ -22,15 +22,27 @@ from torch import nn
 from aam_core.config import RunConfig
 from aam_core.data.batching import Batch, iter_batches
 from aam_core.data.dataset import Dataset
-from aam_core.errors import TrainingError
+from aam_core.errors import ConfigError, TrainingError
 from aam_core.model.aam import AAMModel, ModelOutput, forward_batches
+from aam_core.predictions import predictions_frame, read_probabilities
 from aam_core.targets import TargetEncoding
 from aam_core.training import augment, losses
 from aam_core.training.artifacts import RunWriter
 from aam_core.training.encoder_cache import EncoderCache
 from aam_core.training.loop import LoopResult, Validation
-from aam_core.training.metrics import compute_metrics, format_metrics
-from aam_core.training.plots import predicted_vs_actual_figure, save_predicted_vs_actual
+from aam_core.training.metrics import (
+    HIGHER_IS_BETTER,
+    METRIC_LABELS,
+    classification_report,
+    compute_metrics,
+    format_metrics,
+)
+from aam_core.training.plots import (
+    predicted_vs_actual_figure,
+    save_classification_plots,
+    save_predicted_vs_actual,
+    save_training_curves,
+)
 
 log = logging.getLogger("aam")
 
@@ -187,20 +199,30 @@ class SupervisedTask:
 
     def frame(self, result: Predictions) -> pd.DataFrame:
         """``sample_id``, ``actual``, ``predicted`` (and one probability column per class)."""
-        frame = pd.DataFrame(
-            {
-                "sample_id": self.dataset.sample_ids[result.rows],
-                "actual": self.dataset.target[result.rows],
-                "predicted": result.predicted,
-            }
+        return predictions_frame(
+            self.dataset.sample_ids[result.rows],
+            self.dataset.target[result.rows],
+            result.predicted,
+            result.probabilities,
+            self.encoding.classes,
         )
-        if result.probabilities is not None:
-            for k, name in enumerate(self.encoding.classes):
-                frame[name] = result.probabilities[:, k]
-        return frame
 
     def metrics_of(self, frame: pd.DataFrame) -> dict[str, float]:
-        return compute_metrics(frame["actual"].to_numpy(), frame["predicted"].to_numpy(), self.encoding.classifier)
+        actual, predicted = frame["actual"].to_numpy(), frame["predicted"].to_numpy()
+        if not self.encoding.classifier:
+            return compute_metrics(actual, predicted, False)
+        found = read_probabilities(frame)
+        return compute_metrics(actual, predicted, True, *(found or (None, None)))
+
+    @property
+    def best_metric(self) -> str:
+        """The validation metric that picks the best epoch (``--best-metric``)."""
+        chosen = self.training.best_metric or ("f1" if self.encoding.classifier else "mae")
+        allowed = ("loss", "accuracy", "f1", "auc") if self.encoding.classifier else ("loss", "mae", "rmse", "r2")
+        if chosen not in allowed:
+            task = "classification" if self.encoding.classifier else "regression"
+            raise ConfigError(f"--best-metric {chosen} does not apply to {task}; choose one of {', '.join(allowed)}.")
+        return chosen
 
     def validate(self, model: nn.Module) -> Validation:
         result = self.run_rows(model, self.split.val)
@@ -208,9 +230,10 @@ class SupervisedTask:
             raise TrainingError("Validation predictions are not finite (diverged); try a lower --lr.")
         frame = self.frame(result)
         metrics = self.metrics_of(frame)
-        score = -metrics["accuracy"] if self.encoding.classifier else metrics["mae"]
+        key = self.best_metric
+        value = result.loss if key == "loss" else metrics.get(key, float("nan"))
         return Validation(
-            score=score,
+            score=-value if key in HIGHER_IS_BETTER else value,
             loss=result.loss,
             metrics={f"val/{k}": float(v) for k, v in metrics.items() if k != "n"},
             summary=format_metrics(metrics),
@@ -218,6 +241,14 @@ class SupervisedTask:
         )
 
     # -- files ----------------------------------------------------------------------------------
+    def _plot_keywords(self, frame: pd.DataFrame) -> dict[str, Any]:
+        """Axis labels from the target, points coloured by the first categorical column."""
+        keywords: dict[str, Any] = {"variable": self.column, "units": self.config.data.target_units}
+        if self.column_names:
+            group = self.column_names[0]
+            keywords.update(groups=self.dataset.column(group)[self.dataset.rows_of(frame["sample_id"])], group_name=group)
+        return keywords
+
     def log_validation(self, writer: RunWriter, validation: Validation, epoch: int, improved: bool) -> None:
         _, trace = validation.payload
         writer.log_scalars({f"fusion/{k}": v for k, v in trace.scalars.items()}, epoch)
@@ -226,13 +257,25 @@ class SupervisedTask:
         if improved and not self.encoding.classifier:
             frame, _ = validation.payload
             title = f"{self.column} — validation, epoch {epoch}"
-            writer.log_figure("val/predicted_vs_actual", predicted_vs_actual_figure(frame["actual"], frame["predicted"], title), epoch)
+            figure = predicted_vs_actual_figure(frame["actual"], frame["predicted"], title, **self._plot_keywords(frame))
+            writer.log_figure("val/predicted_vs_actual", figure, epoch)
 
     def _write_predictions(self, writer: RunWriter, name: str, frame: pd.DataFrame, epoch: int, title: str, plot: bool = True) -> None:
         writer.write_table(f"{name}_predictions.tsv", frame.assign(epoch=epoch))
-        if plot and not self.encoding.classifier:
-            path = writer.path / "plots" / ("predicted_vs_actual.png" if name == "val" else f"{name}_predicted_vs_actual.png")
-            writer.record(save_predicted_vs_actual(frame["actual"], frame["predicted"], path, title))
+        if not plot:
+            return
+        prefix = "" if name == "val" else f"{name}_"
+        plots = writer.path / "plots"
+        if self.encoding.classifier:
+            written = save_classification_plots(
+                frame, plots / f"{prefix}confusion_matrix.png", plots / f"{prefix}roc.png", title, variable=self.column
+            )
+            for path in written:
+                if path is not None:
+                    writer.record(path)
+            return
+        path = plots / f"{prefix}predicted_vs_actual.png"
+        writer.record(save_predicted_vs_actual(frame["actual"], frame["predicted"], path, title, **self._plot_keywords(frame)))
 
     def on_best(self, writer: RunWriter, validation: Validation, epoch: int) -> None:
         frame, _ = validation.payload
@@ -247,9 +290,10 @@ class SupervisedTask:
             val = self.frame(self.run_rows(model, self.split.val))
             train = self.frame(self.run_rows(model, self.split.train))
             test = self.frame(self.run_rows(model, self.split.test)) if len(self.split.test) else None
+        label = "loss" if self.best_metric == "loss" else METRIC_LABELS[self.best_metric]
         metrics: dict[str, Any] = {
             "best_epoch": epoch,
-            "best_metric": "val accuracy" if classifier else "val MAE",
+            "best_metric": f"val {label}",
             "epochs_run": result.epochs_run,
             "n_train": len(self.split.train),
             "n_val": len(self.split.val),
@@ -259,14 +303,22 @@ class SupervisedTask:
             "history": result.history,
         }
         self.final["val"] = val
+        if classifier:
+            metrics["val_per_class"] = classification_report(val["actual"], val["predicted"], self.encoding.classes)
         if writer is not None:
             # the plot of this epoch was drawn when it improved
             self._write_predictions(writer, "val", val, epoch, "", plot=False)
             log.info("val_predictions.tsv holds the model of epoch %d (the best by %s).", epoch, metrics["best_metric"])
+            curves = writer.path / "plots" / "training_curves.png"
+            units = None if classifier else self.config.data.target_units
+            shown = self.best_metric if self.best_metric != "loss" else ("f1" if classifier else "mae")
+            writer.record(save_training_curves(result.history, curves, shown, best_epoch=epoch, units=units))
         if test is not None:
             self.final["test"] = test
             metrics["n_test"] = len(self.split.test)
             metrics["test"] = self.metrics_of(test)
+            if classifier:
+                metrics["test_per_class"] = classification_report(test["actual"], test["predicted"], self.encoding.classes)
             if writer is not None:
                 self._write_predictions(writer, "test", test, epoch, f"{self.column} — test set, model of epoch {epoch}")
         return metrics

@@ -72,6 +72,62 @@ def _warn_combinations(config: RunConfig, explicit: set[str]) -> None:
         warnings.warn("--tree/--unifrac-matrix has no effect without --unifrac-penalty.", stacklevel=3)
     if training.freeze_base and not training.pretrained_encoder:
         raise ConfigError("--freeze-base needs --pretrained-encoder (a randomly initialised encoder would stay random).")
+    if "count_loss_weight" in explicit and not model.count_prediction:
+        warnings.warn("--count-loss-weight has no effect with --no-count-prediction.", stacklevel=3)
+    if "count_mask_ratio" in explicit and not model.count_prediction:
+        warnings.warn("--count-mask-ratio has no effect with --no-count-prediction.", stacklevel=3)
+    if model.fusion == "cross-attention" and len(data.categorical_columns) == 1 and "fusion" in explicit:
+        warnings.warn(
+            "--fusion cross-attention over one categorical column: every ASV attends to a single token, "
+            "so the attention weights are all 1 and it reduces to a per-category shift; gmu or concat "
+            "does the same with fewer parameters.",
+            stacklevel=3,
+        )
+
+
+def _warn_split_flags(explicit: set[str], listed: bool) -> None:
+    """Split flags mean nothing when the samples are listed."""
+    if not listed:
+        return
+    ignored = [f for f in ("val_fraction", "stratify_by") if f in explicit]
+    if ignored:
+        flags = ", ".join("--" + f.replace("_", "-") for f in ignored)
+        warnings.warn(f"{flags} has no effect with --train-samples/--val-samples.", stacklevel=3)
+
+
+def _warn_task(config: RunConfig, dataset: Dataset) -> None:
+    """A numeric target that looks like categories (few distinct whole numbers, or ID-like codes)."""
+    if config.model.classifier:
+        return
+    values = dataset.target[np.isfinite(dataset.target)]
+    distinct = np.unique(values)
+    whole = bool(np.all(np.equal(np.mod(distinct, 1), 0)))
+    id_like = whole and len(distinct) > 1 and distinct.min() >= 1000 and len(distinct) <= max(20, len(values) // 10)
+    if whole and (len(distinct) <= 5 or id_like):
+        column = config.data.metadata_column
+        shown = ", ".join(f"{v:g}" for v in distinct[:5]) + (", ..." if len(distinct) > 5 else "")
+        warnings.warn(
+            f"The target '{column}' has only {len(distinct)} distinct whole-number values ({shown}); "
+            "if these are categories, pass --classifier.",
+            stacklevel=3,
+        )
+
+
+def _warn_batches(config: RunConfig, n_train: int) -> None:
+    batch = config.training.batch_size
+    steps = -(-n_train // batch) // config.training.grad_accum
+    if batch > n_train:
+        warnings.warn(
+            f"--batch-size {batch} is larger than the {n_train} training samples: every epoch is one step.",
+            stacklevel=3,
+        )
+    elif steps < 10:
+        warnings.warn(
+            f"Only {steps} optimizer steps per epoch ({n_train} training samples, --batch-size {batch}"
+            f"{', --grad-accum ' + str(config.training.grad_accum) if config.training.grad_accum > 1 else ''}); "
+            "a smaller batch size usually trains better.",
+            stacklevel=3,
+        )
 
 
 def _split(config: RunConfig, dataset: Dataset, train_samples, val_samples, test_samples) -> dict[str, list[str]]:
@@ -169,6 +225,10 @@ def train(
     dataset = load_dataset(config.data, classifier=config.model.classifier, extra_columns=(scaling_col,) if scaling_col else ())
     splits = _read_split(resume.run_dir) if resume else _split(config, dataset, train_samples, val_samples, test_samples)
     split = Split(*(dataset.rows_of(splits[name]) for name in ("train", "val", "test")))
+    if resume is None:
+        _warn_split_flags(set(options), train_samples is not None)
+        _warn_task(config, dataset)
+        _warn_batches(config, len(split.train))
     log.info(
         "%d training, %d validation%s samples, %d ASVs.",
         len(split.train),
