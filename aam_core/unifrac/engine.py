@@ -93,7 +93,10 @@ class UniFracEngine:
             self._block = kernels.weighted_block
         dense = self.profile.dense
         on_gpu = on_gpu and dense.shape[1] > 0
-        self.dense = kernels.TorchDense(dense, device) if on_gpu else kernels.NumpyDense(dense)
+        if on_gpu:
+            self.dense = kernels.TorchDense(dense, device)
+        else:
+            self.dense = kernels.NumpyDense(dense, cityblock=self.metric != "unweighted")
 
     def block(self, rows: np.ndarray | slice, cols: np.ndarray | slice) -> np.ndarray:
         """Distances ``[len(rows), len(cols)]``; a sample's distance to itself is exactly 0."""
