@@ -32,9 +32,19 @@ def cli(quiet: bool) -> None:
 
 
 def _register_commands() -> None:
-    from aam_core.cli import baseline, cv, evaluate, plugins, predict, pretrain, train, unifrac
+    from aam_core.cli import (
+        baseline,
+        cv,
+        evaluate,
+        explain,
+        plugins,
+        predict,
+        pretrain,
+        train,
+        unifrac,
+    )
 
-    for module in (train, pretrain, predict, plugins, baseline, evaluate, cv, unifrac):
+    for module in (train, pretrain, predict, plugins, baseline, evaluate, cv, unifrac, explain):
         cli.add_command(module.command)
 
 

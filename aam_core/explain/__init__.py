@@ -1,0 +1,41 @@
+"""``aam explain``: which ASVs drive a prediction, and how far to trust the answer.
+
+For every explained sample and every ASV the model reads in it, a value in the target's original
+units ("this ASV moved the predicted age by +2.1 years"; for a classifier, the predicted class's
+probability), a global importance per ASV, and figures. Three methods, one module each:
+
+- ``occlusion`` (default, :mod:`.occlusion`): prediction minus the prediction without the ASV,
+  the ASV's reads kept in the sample's total. Exact in original units for any transform, no
+  reference input, no gradients; one extra sample-encoder row per ASV.
+- ``integrated-gradients`` (:mod:`.gradients`): integrated gradients of each ASV's vector and
+  count from a zero reference; the attributions of a sample add up to prediction minus the
+  reference's prediction. Implemented here rather than through Captum (reasons there).
+- ``attention`` (:mod:`.attention`): the attention-pooling weights — attention, not attribution,
+  and written under other file names; the perceiver fusion has no pooling and so none.
+
+How far to trust them is measured, not asserted: :mod:`.faithfulness` draws deletion curves
+(removing the top-k ASVs against k random ones) and :mod:`.agreement` gives rank correlations
+with the random forest's importances and between methods. Global importance is defined in
+:mod:`.results`; the files in :mod:`.outputs`.
+"""
+
+import sys
+import types
+
+from aam_core.explain.api import ExplainResult, compute, explain
+from aam_core.explain.methods import DEFAULT_METHOD, METHODS, get_method
+
+__all__ = ["DEFAULT_METHOD", "METHODS", "ExplainResult", "compute", "explain", "get_method"]
+
+
+class _CallablePackage(types.ModuleType):
+    """``aam_core.explain`` is both this package and the exported function: once any module
+    of the package is imported, Python binds the package to that attribute of ``aam_core``
+    and the lazy export is never consulted. Calling the package calls :func:`explain`, so
+    ``aam_core.explain(...)`` works whichever of the two the name holds."""
+
+    def __call__(self, *args, **kwargs):
+        return explain(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage
