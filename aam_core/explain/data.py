@@ -14,13 +14,14 @@ from pathlib import Path
 import attrs
 import numpy as np
 
+from aam_core.checkpoint import load_checkpoint
 from aam_core.data.dataset import Dataset
 from aam_core.data.samples import resolve_samples
 from aam_core.data.table import read_table
-from aam_core.errors import CheckpointError, DataError
+from aam_core.errors import AAMError, CheckpointError, DataError
 from aam_core.explain.target import Target
 from aam_core.inference import _prediction_data
-from aam_core.loading import LoadedModel, load_model
+from aam_core.loading import LoadedModel, restore
 
 
 @attrs.define
@@ -95,6 +96,19 @@ def select_rows(dataset: Dataset, samples, table: str | os.PathLike) -> np.ndarr
     return rows[~empty]
 
 
+def read_model(path: str | os.PathLike, device: str | None = None) -> LoadedModel:
+    """:func:`aam_core.load_model`, where any file torch cannot unpickle is a one-line
+    :class:`CheckpointError` (``load_checkpoint`` lets some, such as a short text file's
+    ``KeyError``, escape as tracebacks)."""
+    try:
+        payload = load_checkpoint(path, kind="train")
+    except AAMError:
+        raise
+    except Exception as exc:  # torch's unpickler raises KeyError, IndexError... on junk
+        raise CheckpointError(f"{path} is not an AAM checkpoint ({type(exc).__name__}).") from None
+    return restore(payload, path, device)
+
+
 def load_explain_data(
     model: LoadedModel | str | os.PathLike,
     table: str | os.PathLike,
@@ -105,7 +119,7 @@ def load_explain_data(
     device: str | None = None,
 ) -> ExplainData:
     """Load and check everything before any work: the checkpoint must be a trained model."""
-    loaded = model if isinstance(model, LoadedModel) else load_model(Path(model), device=device)
+    loaded = model if isinstance(model, LoadedModel) else read_model(Path(model), device)
     if loaded.encoding is None or loaded.model.target_head is None:
         raise CheckpointError(
             "The model is a pretrained encoder without a target head; explain a model trained "
