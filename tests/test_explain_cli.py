@@ -265,9 +265,12 @@ def test_waterfall_walks_from_baseline_to_prediction(run):
     assert ax.get_xlabel() == "predicted age (original units)"
     steps = ax.patches[1:-1]
     end = steps[-1].get_x() + steps[-1].get_width()
-    assert end == pytest.approx(e.prediction[i]) and ax.patches[-1].get_width() == pytest.approx(
-        e.prediction[i]
-    )
+    assert end == pytest.approx(e.prediction[i])
+    final = ax.patches[-1]
+    assert final.get_x() + final.get_width() == pytest.approx(e.prediction[i])
+    first = ax.patches[0]
+    assert first.get_x() + first.get_width() == pytest.approx(e.baseline[i])
+    assert steps[0].get_x() == pytest.approx(e.baseline[i])
 
 
 def test_feature_labels_name_the_most_specific_rank():

@@ -116,15 +116,19 @@ def waterfall_figure(explanation: Explanation, sample_id: str, top: int = 10):
         )
         steps.append((name, residual))
     baseline, prediction = float(explanation.baseline[i]), float(explanation.prediction[i])
+    levels = baseline + np.concatenate([[0.0], np.cumsum([d for _, d in steps])])
+    low, high = min(levels.min(), prediction), max(levels.max(), prediction)
+    pad = 0.12 * (high - low or max(abs(high), 1.0))
+    left = low - pad  # the axis starts near the values, so small steps stay visible
     fig, ax = plt.subplots(figsize=(8.5, 1.6 + 0.32 * (len(steps) + 2)), dpi=110)
     labels = ["baseline", *[s[0] for s in steps], "prediction"]
     y = np.arange(len(labels))[::-1]
-    ax.barh(y[0], baseline, color=_GREY, height=0.7)
-    level = baseline
+    ax.barh(y[0], baseline - left, left=left, color=_GREY, height=0.7)
     for k, (_, delta) in enumerate(steps, start=1):
-        ax.barh(y[k], delta, left=level, color=_UP if delta >= 0 else _DOWN, height=0.7)
-        level += delta
-    ax.barh(y[-1], prediction, color=_DARK, height=0.7)
+        ax.barh(y[k], delta, left=levels[k - 1], color=_UP if delta >= 0 else _DOWN, height=0.7)
+        ax.text(max(levels[k - 1], levels[k]), y[k], f" {delta:+.3g}", va="center", fontsize=7)
+    ax.barh(y[-1], prediction - left, left=left, color=_DARK, height=0.7)
+    ax.set_xlim(left, high + pad)
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_xlabel(explanation.units)
     ax.set_title(
