@@ -280,3 +280,19 @@ def test_feature_labels_name_the_most_specific_rank():
     assert feature_label("; ".join(TAXA[2]), seq).startswith("p__Proteobacteria · ")
     assert feature_label("", seq).startswith("ASV ")
     assert feature_label("", seq) != feature_label("", "T" + seq)
+
+
+def test_a_failure_while_writing_leaves_nothing(run, tmp_path, monkeypatch):
+    from aam_core.explain import figures
+
+    def broken(explanation, sample_id, top=10):  # noqa: ARG001 - waterfall_figure signature
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(figures, "waterfall_figure", broken)
+    data, checkpoint = run
+    for out in (tmp_path / "new", tmp_path / "existing"):
+        if out.name == "existing":
+            out.mkdir()
+        with pytest.raises(RuntimeError, match="disk full"):
+            explain(checkpoint, data.table, metadata=data.metadata, output_dir=out, progress=False)
+        assert not out.exists() if out.name == "new" else list(out.iterdir()) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -226,7 +227,41 @@ def write_outputs(
     curves: dict | None,
     seconds: float,
 ) -> dict[str, Path]:
-    """Tables, figures, ``faithfulness.json`` and ``summary.json`` (last) into ``folder``."""
+    """Tables, figures, ``faithfulness.json`` and ``summary.json`` into ``folder``.
+
+    Everything is written into a staging folder inside ``folder`` first and moved into place
+    only once all of it is written, so a failure half-way leaves nothing behind."""
+    created = not folder.exists()
+    stage = folder / f".explain-staging.{os.getpid()}"
+    try:
+        staged = _write_all(
+            explanation, data, stage, top=top, sample=sample, curves=curves, seconds=seconds
+        )
+        files = {}
+        for name, path in staged.items():
+            target = folder / path.relative_to(stage)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+            files[name] = target
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    shutil.rmtree(stage, ignore_errors=True)
+    return files
+
+
+def _write_all(
+    explanation: Explanation,
+    data: ExplainData,
+    folder: Path,
+    *,
+    top: int,
+    sample: str | None,
+    curves: dict | None,
+    seconds: float,
+) -> dict[str, Path]:
     from aam_core.explain import figures
     from aam_core.explain.outputs import write_json, write_tables
 
@@ -235,6 +270,7 @@ def write_outputs(
     files["importance_plot"] = figures.save(
         figures.importance_figure(explanation, top), folder / "figures" / "top_features.png"
     )
+    chosen = None
     if explanation.kind != ATTENTION:
         chosen = str(sample) if sample is not None else str(explanation.sample_ids[0])
         files["waterfall"] = figures.save(
@@ -243,9 +279,7 @@ def write_outputs(
     if curves is not None:
         files["faithfulness"] = write_json(curves, folder / "faithfulness.json")
     summary = _summary(explanation, data, seconds, top)
-    summary["waterfall_sample"] = (
-        None if explanation.kind == ATTENTION else (sample or str(explanation.sample_ids[0]))
-    )
+    summary["waterfall_sample"] = chosen
     summary["files"] = sorted(
         str(p.relative_to(folder)) for p in [*files.values(), folder / "summary.json"]
     )
