@@ -45,9 +45,11 @@ def format_rows(values: np.ndarray) -> list[bytes]:
     upper = (scaled // 10**9).astype(np.uint32)  # integer digit and decimals 1-8
     lower = (scaled - upper.astype(np.int64) * 10**9).astype(np.uint32)  # decimals 9-17
     integer = upper // 10**8
-    decimals = np.where(
-        lower > 0, 17 - _trailing_zeros(lower), 8 - _trailing_zeros(upper - integer * 10**8)
-    )
+    decimals = np.full(r * n, 17, dtype=np.int64)
+    round_ = np.flatnonzero(lower == (lower // 10) * 10)  # last decimal 0: few, look closer
+    if len(round_):
+        low, high = lower[round_], upper[round_] - integer[round_] * 10**8
+        decimals[round_] = np.where(low > 0, 17 - _trailing_zeros(low), 8 - _trailing_zeros(high))
     chars = np.empty((r * n, 20), dtype=np.uint8)
     pairs = chars.view(np.uint16)  # byte pairs (0,1) (2,3) ... (18,19)
     for slot in (4, 3, 2, 1):  # decimals 7-8, 5-6, 3-4, 1-2
