@@ -59,9 +59,15 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="Checkpoint to explain [default: train one].")
     parser.add_argument("--samples", type=int, default=500, help="Samples to explain.")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (and forest jobs).")
-    parser.add_argument("--epochs", type=int, default=8, help="Epochs of the model trained without --model.")
-    parser.add_argument("--steps", type=int, default=32, help="Integrated-gradients quadrature points.")
-    parser.add_argument("--no-forest", action="store_true", help="Skip the random-forest agreement.")
+    parser.add_argument(
+        "--epochs", type=int, default=8, help="Epochs of the model trained without --model."
+    )
+    parser.add_argument(
+        "--steps", type=int, default=32, help="Integrated-gradients quadrature points."
+    )
+    parser.add_argument(
+        "--no-forest", action="store_true", help="Skip the random-forest agreement."
+    )
     args = parser.parse_args()
 
     import numpy as np
@@ -86,7 +92,9 @@ def main() -> None:
         training = read_sample_list(split) if split.is_file() else None
 
         started = time.perf_counter()
-        data = load_explain_data(checkpoint, DATA / "table.biom", metadata=DATA / "metadata.tsv", device="cpu")
+        data = load_explain_data(
+            checkpoint, DATA / "table.biom", metadata=DATA / "metadata.tsv", device="cpu"
+        )
         chosen = training[: args.samples] if training else list(data.sample_ids[: args.samples])
         data = load_explain_data(
             data.loaded, DATA / "table.biom", metadata=DATA / "metadata.tsv", samples=chosen
@@ -94,7 +102,10 @@ def main() -> None:
         report["load_seconds"] = round(time.perf_counter() - started, 1)
         report["samples"] = len(data.rows)
         report["explained"] = "training samples" if training else "first samples of the table"
-        report["model"] = {"max_asvs": data.loaded.config.data.max_asvs, "fusion": data.loaded.config.model.fusion}
+        report["model"] = {
+            "max_asvs": data.loaded.config.data.max_asvs,
+            "fusion": data.loaded.config.model.fusion,
+        }
 
         importances, methods = {}, {}
         for name in ("occlusion", "integrated-gradients", "attention"):
@@ -109,8 +120,14 @@ def main() -> None:
                 "faithfulness": {
                     "area_between_years": round(curves["area_between"], 3),
                     "wins": round(curves["wins"], 3),
-                    "top_k_change_at_1_5_20": [round(curves["top_k_change"][k], 3) for k in (0, 4, 19)],
-                    "random_k_change_at_1_5_20": [round(curves["random_k_change"][k], 3) for k in (0, 4, 19)],
+                    "area_vs_abundance_years": round(curves["area_vs_abundance"], 3),
+                    "abundance_area_between_years": round(curves["abundance_area_between"], 3),
+                    "top_k_change_at_1_5_20": [
+                        round(curves["top_k_change"][k], 3) for k in (0, 4, 19)
+                    ],
+                    "random_k_change_at_1_5_20": [
+                        round(curves["random_k_change"][k], 3) for k in (0, 4, 19)
+                    ],
                     "seconds": round(time.perf_counter() - started, 1),
                 },
             }
@@ -138,7 +155,9 @@ def main() -> None:
             report["forest"] = {
                 "fitted_on": len(training),
                 "seconds": round(time.perf_counter() - started, 1),
-                "spearman": {name: round(spearman(imp, forest), 3) for name, imp in importances.items()},
+                "spearman": {
+                    name: round(spearman(imp, forest), 3) for name, imp in importances.items()
+                },
                 "spearman_top100_union": {
                     name: round(spearman(imp.iloc[:100], forest.iloc[:100]), 3)
                     for name, imp in importances.items()

@@ -145,6 +145,9 @@ def test_deletion_curves_beat_random_on_the_planted_model(planted):
     top, chance = np.array(curves["top_k_change"]), np.array(curves["random_k_change"])
     assert len(top) == len(chance) == len(curves["k"]) == 20
     assert curves["area_between"] == pytest.approx(float((top - chance).mean()))
+    by_abundance = np.array(curves["abundance_k_change"])
+    assert curves["area_vs_abundance"] == pytest.approx(float((top - by_abundance).mean()))
+    assert curves["abundance_area_between"] == pytest.approx(float((by_abundance - chance).mean()))
     assert curves["area_between"] > 1.0  # years
     assert top[0] > chance[0]
     assert curves["wins"] > 0.5
@@ -153,7 +156,7 @@ def test_deletion_curves_beat_random_on_the_planted_model(planted):
 def test_occlusion_of_an_absent_asv_is_zero(tiny_run):
     data, checkpoint = tiny_run
     explanation = explain(
-        checkpoint, data.table, metadata=data.metadata, progress=False
+        checkpoint, data.table, metadata=data.metadata, method="occlusion", progress=False
     ).explanation
     matrix = explanation.matrix().toarray()  # [samples, features]
     dataset_order = {s: i for i, s in enumerate(explanation.feature_ids)}
@@ -172,7 +175,9 @@ def test_occlusion_is_the_prediction_without_the_asv_its_reads_kept(tiny_run):
     data, checkpoint = tiny_run
     loaded = aam_core.load_model(checkpoint, device="cpu")
     explained = load_explain_data(loaded, data.table, metadata=data.metadata)
-    explanation = explain(loaded, data.table, metadata=data.metadata, progress=False).explanation
+    explanation = explain(
+        loaded, data.table, metadata=data.metadata, method="occlusion", progress=False
+    ).explanation
     dataset = explained.dataset
     row = 3
     part = explanation.entries(row)
@@ -228,7 +233,7 @@ def test_log_transform_attributes_in_original_units(module_tiny_data, tmp_path):
     checkpoint = _train_tiny(tmp_path / "run", data, target_transform="log-zscore")
     ig = explain(checkpoint, data.table, method="integrated-gradients", progress=False).explanation
     assert np.abs(ig.residual()).max() < 1e-3 * max(1.0, np.abs(ig.prediction - ig.baseline).max())
-    occlusion = explain(checkpoint, data.table, progress=False).explanation
+    occlusion = explain(checkpoint, data.table, method="occlusion", progress=False).explanation
     loaded = aam_core.load_model(checkpoint, device="cpu")
     inverse = loaded.encoding.transform.inverse_transform
     sample = occlusion.entries(0)
@@ -251,7 +256,9 @@ def test_classifier_attributes_the_predicted_class_probability(module_tiny_data,
     assert set(ig.predicted_class) <= {"cheek", "gum", "tongue"}
     assert np.all((ig.prediction >= 1 / 3 - 1e-6) & (ig.prediction <= 1.0))  # the top of 3 classes
     assert np.abs(ig.residual()).max() < 1e-3
-    occlusion = explain(checkpoint, data.table, metadata=data.metadata, progress=False).explanation
+    occlusion = explain(
+        checkpoint, data.table, metadata=data.metadata, method="occlusion", progress=False
+    ).explanation
     assert np.all(np.abs(occlusion.values) <= 1.0)
     assert list(occlusion.predicted_class) == list(ig.predicted_class)
 
@@ -274,7 +281,9 @@ def test_perceiver_has_no_attention_but_occlusion_works(module_tiny_data, tmp_pa
     )
     with pytest.raises(ConfigError, match="perceiver"):
         explain(checkpoint, data.table, metadata=data.metadata, method="attention", progress=False)
-    e = explain(checkpoint, data.table, metadata=data.metadata, progress=False).explanation
+    e = explain(
+        checkpoint, data.table, metadata=data.metadata, method="occlusion", progress=False
+    ).explanation
     assert np.all(np.isfinite(e.values)) and np.all(np.isfinite(e.baseline))
 
 

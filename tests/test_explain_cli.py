@@ -74,7 +74,7 @@ def test_cli_writes_tables_that_round_trip(run, run_cli, tmp_path):
     out = tmp_path / "explain"
     result = run_cli(*explain_flags(data, checkpoint, out), "--faithfulness", "--top", "5")
     assert result.code == 0, result.err
-    assert "Explained 30 samples with occlusion" in result.out
+    assert "Explained 30 samples with integrated-gradients" in result.out
     written = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
     assert written == {
         "attributions.tsv", "attributions.biom", "importance.tsv", "features.tsv", "samples.tsv",
@@ -128,7 +128,7 @@ def test_cli_writes_tables_that_round_trip(run, run_cli, tmp_path):
     assert left == pytest.approx(samples["residual"].to_numpy(), abs=1e-9)
 
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["method"] == "occlusion" and summary["samples"] == 30
+    assert summary["method"] == "integrated-gradients" and summary["samples"] == 30
     assert len(summary["top"]) == 5 and summary["waterfall_sample"] == data.sample_ids[0]
     curves = json.loads((out / "faithfulness.json").read_text())
     assert len(curves["top_k_change"]) == len(curves["random_k_change"]) == 20
@@ -231,7 +231,9 @@ def test_force_writes_beside_other_files_and_keeps_them(run, run_cli, tmp_path):
 
 def test_importance_figure_says_what_it_shows(run):
     data, checkpoint = run
-    result = explain(checkpoint, data.table, metadata=data.metadata, progress=False)
+    result = explain(
+        checkpoint, data.table, metadata=data.metadata, method="occlusion", progress=False
+    )
     fig = importance_figure(result.explanation, top=7)
     ax = fig.axes[0]
     assert len(ax.patches) == 7
@@ -249,7 +251,9 @@ def test_importance_figure_says_what_it_shows(run):
 
 def test_waterfall_walks_from_baseline_to_prediction(run):
     data, checkpoint = run
-    e = explain(checkpoint, data.table, metadata=data.metadata, progress=False).explanation
+    e = explain(
+        checkpoint, data.table, metadata=data.metadata, method="occlusion", progress=False
+    ).explanation
     i = int(np.argmax(np.diff(e.offsets)))  # the sample with the most ASVs
     sample = str(e.sample_ids[i])
     n_asvs = len(e.features[e.entries(i)])
@@ -271,6 +275,10 @@ def test_waterfall_walks_from_baseline_to_prediction(run):
     first = ax.patches[0]
     assert first.get_x() + first.get_width() == pytest.approx(e.baseline[i])
     assert steps[0].get_x() == pytest.approx(e.baseline[i])
+    # Integrated gradients add up: no step for what the attributions leave out.
+    ig = explain(checkpoint, data.table, metadata=data.metadata, progress=False).explanation
+    labels = [t.get_text() for t in waterfall_figure(ig, sample, top=3).axes[0].get_yticklabels()]
+    assert labels[-2] == f"other {n_asvs - 3} ASVs" and len(labels) == 3 + 1 + 2
 
 
 def test_feature_labels_name_the_most_specific_rank():

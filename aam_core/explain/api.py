@@ -153,7 +153,7 @@ def explain(
     progress: bool = True,
 ) -> ExplainResult:
     """Which ASVs drive each sample's prediction: per-sample, per-ASV values of ``method``
-    (``occlusion``, the default; ``integrated-gradients``; ``attention``), a global importance
+    (``integrated-gradients``, the default; ``occlusion``; ``attention``), a global importance
     per ASV and, with ``output_dir``, the files and figures ``aam explain`` writes.
 
     ``model`` is a checkpoint path or a :class:`LoadedModel`; ``metadata`` supplies the model's

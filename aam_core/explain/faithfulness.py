@@ -9,7 +9,10 @@ prediction in original units (the predicted class's probability for a classifier
 
 ``area_between`` is the mean over k of (top-k curve − random curve), in those units: above 0
 when the method's ranking finds ASVs that matter more than chance; ``wins`` is the share of
-samples whose own top-k curve lies above their random one on average.
+samples whose own top-k curve lies above their random one on average. A ranking that needs no
+model — the most abundant ASVs first — is drawn as a control (``abundance_k_change``,
+``abundance_area_between``): a method is only informative where it beats that too
+(``area_vs_abundance`` > 0), since removing a sample's dominant ASVs moves any prediction.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ def deletion_curves(
     ks = np.arange(1, k_max + 1)
     top_sum = np.zeros(k_max)
     random_sum = np.zeros(k_max)
+    abundance_sum = np.zeros(k_max)
     wins = 0
     position = 0
     for sb in sample_batches(data, batch_size):
@@ -65,7 +69,8 @@ def deletion_curves(
                     "The explanation does not match these samples (other data or model?)."
                 )
             ranking = np.argsort(-np.abs(explanation.values[part]), kind="stable")
-            orders = [ranking] + [rng.permutation(n) for _ in range(repeats)]
+            by_abundance = np.argsort(-sb.counts[b], kind="stable")
+            orders = [ranking, by_abundance] + [rng.permutation(n) for _ in range(repeats)]
             for order in orders:
                 masks.append(_removal_masks(sb.batch.mask[b], order, ks))
                 owners.append(np.full(k_max, b))
@@ -75,17 +80,18 @@ def deletion_curves(
         change = np.abs(
             data.target.decode(full, rows)[owners] - data.target.decode(scores, rows[owners])
         )
-        change = change.reshape(sb.size, 1 + repeats, k_max)
+        change = change.reshape(sb.size, 2 + repeats, k_max)
         top = change[:, 0]
-        chance = change[:, 1:].mean(axis=1)
+        chance = change[:, 2:].mean(axis=1)
         top_sum += top.sum(axis=0)
+        abundance_sum += change[:, 1].sum(axis=0)
         random_sum += chance.sum(axis=0)
         wins += int(((top - chance).mean(axis=1) > 0).sum())
         position += sb.size
         if advance is not None:
             advance(sb.size)
     n = max(position, 1)
-    top_curve, random_curve = top_sum / n, random_sum / n
+    top_curve, random_curve, abundance_curve = top_sum / n, random_sum / n, abundance_sum / n
     return {
         "method": explanation.method,
         "units": explanation.units,
@@ -94,6 +100,9 @@ def deletion_curves(
         "repeats": repeats,
         "top_k_change": top_curve.tolist(),
         "random_k_change": random_curve.tolist(),
+        "abundance_k_change": abundance_curve.tolist(),
         "area_between": float((top_curve - random_curve).mean()),
+        "abundance_area_between": float((abundance_curve - random_curve).mean()),
+        "area_vs_abundance": float((top_curve - abundance_curve).mean()),
         "wins": wins / n,
     }

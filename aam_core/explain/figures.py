@@ -7,7 +7,8 @@ importance (mean absolute attribution). For attention the bar is the mean weight
 
 ``waterfall_figure``: one sample from the baseline prediction to its prediction: a step per ASV
 (the N largest by absolute attribution), one step for the rest of its ASVs and, for a method
-whose attributions do not add up (occlusion), one for the interactions between ASVs.
+whose attributions do not add up (occlusion), one for the interactions between ASVs (for
+integrated gradients, one for the integration error only where it exceeds 0.1% of the span).
 """
 
 from __future__ import annotations
@@ -108,13 +109,12 @@ def waterfall_figure(explanation: Explanation, sample_id: str, top: int = 10):
     if len(rest):
         steps.append((f"other {len(rest)} ASVs", float(values[rest].sum())))
     residual = float(explanation.residual()[i])
-    if abs(residual) > 1e-9 * max(1.0, abs(float(explanation.prediction[i]))):
-        name = (
-            "interactions (not additive)"
-            if explanation.method == "occlusion"
-            else "integration error"
-        )
-        steps.append((name, residual))
+    if explanation.method == "occlusion":
+        steps.append(("interactions (not additive)", residual))
+    elif abs(residual) > 1e-3 * max(
+        1.0, abs(float(explanation.prediction[i] - explanation.baseline[i]))
+    ):
+        steps.append(("integration error", residual))
     baseline, prediction = float(explanation.baseline[i]), float(explanation.prediction[i])
     levels = baseline + np.concatenate([[0.0], np.cumsum([d for _, d in steps])])
     low, high = min(levels.min(), prediction), max(levels.max(), prediction)

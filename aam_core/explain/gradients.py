@@ -18,6 +18,13 @@ original units the model-unit attributions are multiplied by the inverse transfo
 between the reference and the prediction: exact scaling for an affine transform (z-score,
 min-max), and for a log transform the one factor that keeps completeness in original units.
 
+Why the default: the attributions of a sample add up to its prediction minus the reference's,
+so the waterfall closes and a global importance sums real effects; each ASV is credited along
+the whole path, so redundant ASVs are not written off as they are by single removals; and on
+oral-age (500 training samples, ``bench/explain.py``) removing its top-k ASVs moved the
+prediction by 0.69 years more than removing k random ones on average over k = 1..20, against
+0.12 for occlusion, at about the same speed (6.2 vs 7.1 samples/s on two CPU cores).
+
 Captum is not used: the part specific to AAM — per-sample copies of shared ASV vectors, a path
 over vectors and counts together, chunks of (sample, step) rows sized for memory, decoding to
 original units — is most of this module, the integral itself is a dozen lines, and avoiding the

@@ -49,9 +49,10 @@ METHODS = {
     )
 }
 
-#: Occlusion: exact in original units for any transform, no reference input to choose, no
-#: gradients (any fusion), and the more faithful method on oral-age (see ``occlusion``).
-DEFAULT_METHOD = "occlusion"
+#: Integrated gradients: its attributions add up to the prediction (completeness), and on
+#: oral-age its ranking was far more faithful than occlusion's (deletion curves, 500 samples:
+#: 0.69 vs 0.12 years between top-k and random), at about the same cost (see ``gradients``).
+DEFAULT_METHOD = "integrated-gradients"
 
 
 def get_method(name: str) -> Method:
