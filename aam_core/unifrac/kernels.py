@@ -20,7 +20,7 @@ Index = slice | np.ndarray
 _NODE_CHUNK = 64
 _COLUMN_TILE = 512
 # Upper bound on (pair, node) steps expanded at once by the weighted sparse part (memory).
-_MAX_STEPS = 1 << 20
+_MAX_STEPS = 1 << 18
 
 
 class NumpyDense:

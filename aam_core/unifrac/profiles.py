@@ -1,6 +1,6 @@
 """Each sample's representation on the tree, computed once: how many reads sit under each node.
 
-``node_counts`` turns a ``[samples, features]`` table into ``[samples, nodes]`` counts (sparse:
+``node_counts`` turns a ``[samples, features]`` table into ``[nodes, samples]`` counts (sparse:
 a sample covers only the nodes above its ASVs). ``UnweightedProfile`` and ``WeightedProfile``
 then fold everything that does not depend on the pair into per-sample vectors and split the
 remaining nodes into a *dense* part (nodes covered by many samples, a contiguous array for BLAS
@@ -17,10 +17,11 @@ from scipy import sparse
 
 from aam_core.unifrac.tree import Tree
 
-# Relative cost of one (pair, node) step: in a dense block (BLAS dgemm for unweighted, scipy's
-# cityblock cdist for weighted) versus one pair expanded from a sparse column (scipy spgemm for
-# unweighted, numpy gathers + a COO sum for weighted). Measured on a 2-core AMD EPYC; a node goes
-# dense when it is shared by enough pairs that the sparse route would cost more.
+# Cost (ns) of one (pair, node) step in a dense block (BLAS dgemm for unweighted, SciPy's
+# cityblock cdist for weighted) and of one pair expanded from a sparse node (scipy spgemm for
+# unweighted, NumPy gathers + a COO sum for weighted), measured on a 2-core AMD EPYC. A node goes
+# dense when enough pairs share it that the sparse route would cost more; on oral-age the
+# running time is flat within ±5% for thresholds 0.7-1.4× the one these give.
 _DENSE_COST = {"unweighted": 0.03, "weighted": 0.45}
 _SPARSE_COST = {"unweighted": 5.0, "weighted": 10.0}
 
@@ -81,19 +82,20 @@ def node_counts(counts: sparse.csr_matrix, feature_nodes: np.ndarray, tree: Tree
     table = sparse.csr_matrix(counts, dtype=np.float64)
     table.eliminate_zeros()
     ancestors = _ancestors(tree, feature_nodes)
-    by_node = (ancestors @ table.T).tocsr()
-    covered = np.diff(by_node.indptr) > 0
-    covered[tree.root] = False
     length = np.where(np.isnan(tree.length), 0.0, tree.length)
+    tip_depth = table @ (length @ ancestors)
+    read = (np.diff(table.tocsc().indptr) > 0).astype(np.float64)  # features someone has
+    covered = ancestors @ read > 0
+    covered[tree.root] = False
     target = _fold_single_child_chains(tree, covered)
     merged = np.bincount(target[covered], weights=length[covered], minlength=len(length))
     keep = np.flatnonzero(covered & (target == np.arange(len(target))) & (merged > 0))
     on_tree = (feature_nodes >= 0).astype(np.float64)
     return NodeCounts(
-        by_node=by_node[keep],
+        by_node=(ancestors[keep] @ table.T).tocsr(),  # only the nodes kept: no copy, less work
         length=merged[keep],
         totals=table @ on_tree,
-        tip_depth=table @ (length @ ancestors),
+        tip_depth=tip_depth,
     )
 
 
@@ -139,9 +141,12 @@ def _complement(coverage: sparse.csr_matrix, chunk_cells: int = 1 << 24) -> spar
     return sparse.vstack(parts, format="csr")
 
 
-def _dense_columns(rows: sparse.csr_matrix, scale: np.ndarray) -> np.ndarray:
+def _dense_columns(rows: sparse.csr_matrix, scale: np.ndarray | None = None) -> np.ndarray:
     """``[samples, nodes]`` C-contiguous float64 from node-major rows, each scaled."""
-    return np.ascontiguousarray((rows.toarray() * scale[:, None]).T)
+    columns = rows.T.toarray(order="C")
+    if scale is not None:
+        columns *= scale
+    return columns
 
 
 @attrs.frozen(eq=False)
@@ -237,14 +242,13 @@ class WeightedProfile:
         for row in np.flatnonzero(k == n):
             values = share[by_node.indptr[row] : by_node.indptr[row + 1]]
             constant[row] = bool(np.all(values == values[0]))
-        x = sparse.csr_matrix(
-            (share * np.repeat(nodes.length, k), by_node.indices, by_node.indptr), shape=by_node.shape
-        )
+        share *= np.repeat(nodes.length, k)  # now x
+        x = sparse.csr_matrix((share, by_node.indices, by_node.indptr), shape=by_node.shape)
         dense = (k >= _dense_threshold("weighted", n, dense_speedup)) & ~constant
         rest = x[~dense & ~constant]
         return cls(
             depth=np.divide(nodes.tip_depth, totals, out=np.zeros(n), where=totals > 0),
             spread=np.asarray(rest.sum(axis=0)).ravel(),
-            dense=_dense_columns(x[dense], np.ones(int(dense.sum()))),
+            dense=_dense_columns(x[dense]),
             sparse=SparseNodes.of(rest),
         )
