@@ -233,3 +233,15 @@ def test_scikit_bio_reads_the_tsv(tmp_path, write_biom):
     read = skbio.DistanceMatrix.read(str(path))
     assert list(read.ids) == ids
     np.testing.assert_allclose(read.data, skbio_distances(newick, counts, taxa, "unweighted"), rtol=0, atol=1e-15)
+
+
+def test_openblas_runs_on_one_thread_inside_and_as_before_after():
+    from aam_core.unifrac import blas
+
+    libraries = blas._openblas()
+    if not libraries:
+        pytest.skip("no OpenBLAS found in this process")
+    before = [get() for get, _ in libraries]
+    with blas.one_blas_thread():
+        assert [get() for get, _ in libraries] == [1] * len(libraries)
+    assert [get() for get, _ in libraries] == before

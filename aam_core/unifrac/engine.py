@@ -16,6 +16,7 @@ from scipy import sparse
 
 from aam_core.errors import ConfigError
 from aam_core.unifrac import kernels
+from aam_core.unifrac.blas import one_blas_thread
 from aam_core.unifrac.profiles import UnweightedProfile, WeightedProfile, node_counts
 from aam_core.unifrac.tree import Tree, match_tips
 
@@ -112,7 +113,8 @@ class UniFracEngine:
         rows = np.asarray(rows, dtype=np.int64).ravel()
         if len(rows) and (rows.min() < 0 or rows.max() >= self.n_samples):
             raise IndexError(f"sample rows must lie in [0, {self.n_samples})")
-        out = self.block(rows, rows)
+        with one_blas_thread():  # small products, often beside a training loop's threads
+            out = self.block(rows, rows)
         return np.where(rows[:, None] <= rows[None, :], out, out.T)
 
     def stripe_rows(self) -> int:
@@ -134,10 +136,15 @@ class UniFracEngine:
             values[:, : i1 - i0] = square + square.T
             return values
 
-        if workers <= 1 or len(starts) <= 1:
-            for i0 in starts:
-                yield i0, run(i0)
-            return
+        with one_blas_thread():  # the parallelism is ours: stripes on threads
+            if workers <= 1 or len(starts) <= 1:
+                for i0 in starts:
+                    yield i0, run(i0)
+                return
+            yield from self._parallel(run, starts, workers)
+
+    @staticmethod
+    def _parallel(run, starts: list[int], workers: int) -> Iterator[tuple[int, np.ndarray]]:
         with ThreadPoolExecutor(workers) as pool:
             pending = [pool.submit(run, i0) for i0 in starts[: 2 * workers]]
             for index, i0 in enumerate(starts):
