@@ -62,7 +62,7 @@ _EXPORTS = {
     "FusionSpec": "aam_core.specs",
     "StrategySpec": "aam_core.specs",
     "TransformSpec": "aam_core.specs",
-    "unifrac": "aam_core.unifrac.api",
+    "compute_unifrac": "aam_core.unifrac.api",
     "unifrac_matrix": "aam_core.unifrac.api",
     "BatchUniFrac": "aam_core.unifrac.batch",
     "read_distance_matrix": "aam_core.unifrac.matrix_io",

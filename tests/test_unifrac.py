@@ -223,13 +223,13 @@ def test_unifrac_matrix_reads_the_table_and_tree(tmp_path, write_biom):
 
 
 def test_scikit_bio_reads_the_tsv(tmp_path, write_biom):
-    from aam_core.unifrac import unifrac
+    from aam_core.unifrac import compute_unifrac
 
     newick, counts, taxa = random_case(5)
     (tmp_path / "tree.nwk").write_text(newick)
     ids = [f"s{i}" for i in range(len(counts))]
     table = write_biom(tmp_path / "t.biom", counts, taxa, ids)
-    path = unifrac(table, tmp_path / "tree.nwk", tmp_path / "dm.tsv", device="cpu")
+    path = compute_unifrac(table, tmp_path / "tree.nwk", tmp_path / "dm.tsv", device="cpu")
     read = skbio.DistanceMatrix.read(str(path))
     assert list(read.ids) == ids
     np.testing.assert_allclose(read.data, skbio_distances(newick, counts, taxa, "unweighted"), rtol=0, atol=1e-15)

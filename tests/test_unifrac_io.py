@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from aam_core.errors import ConfigError, DataError
-from aam_core.unifrac import read_distance_matrix, unifrac, unifrac_matrix
+from aam_core.unifrac import compute_unifrac, read_distance_matrix, unifrac_matrix
 from aam_core.unifrac.decimals import format_rows
 
 NEWICK = "(((a:1,b:2):0.5,(c:1,d:3):0.25):0.1,(e:0.5,f:0):2);"
@@ -40,7 +40,7 @@ def inputs(tmp_path, write_biom):
 def test_every_format_round_trips(inputs, metric, name):
     out = inputs.parent / "out" / name
     expected = unifrac_matrix(inputs / "table.biom", inputs / "tree.nwk", metric, device="cpu").matrix
-    path = unifrac(inputs / "table.biom", inputs / "tree.nwk", out, metric, device="cpu")
+    path = compute_unifrac(inputs / "table.biom", inputs / "tree.nwk", out, metric, device="cpu")
     assert path == out
     wanted = ["S4", "S1", "S5"]
     got = read_distance_matrix(out, wanted)
@@ -53,7 +53,7 @@ def test_every_format_round_trips(inputs, metric, name):
 
 def test_h5_has_the_layout_ssu_writes(inputs):
     out = inputs.parent / "out" / "dm.h5"
-    unifrac(inputs / "table.biom", inputs / "tree.nwk", out, device="cpu")
+    compute_unifrac(inputs / "table.biom", inputs / "tree.nwk", out, device="cpu")
     with h5py.File(out, "r") as handle:
         assert sorted(handle) == ["format", "matrix", "order", "version"]
         assert handle["matrix"].dtype == np.float64 and handle["matrix"].shape == (5, 5)
@@ -63,9 +63,9 @@ def test_h5_has_the_layout_ssu_writes(inputs):
 
 def test_npy_ids_and_tsv_text(inputs):
     out = inputs.parent / "out"
-    unifrac(inputs / "table.biom", inputs / "tree.nwk", out / "dm.npy", device="cpu")
+    compute_unifrac(inputs / "table.biom", inputs / "tree.nwk", out / "dm.npy", device="cpu")
     assert (out / "dm.ids.txt").read_text().splitlines() == SAMPLES
-    unifrac(inputs / "table.biom", inputs / "tree.nwk", out / "dm.tsv", device="cpu")
+    compute_unifrac(inputs / "table.biom", inputs / "tree.nwk", out / "dm.tsv", device="cpu")
     lines = (out / "dm.tsv").read_text().splitlines()
     assert lines[0] == "\t" + "\t".join(SAMPLES)
     assert [line.split("\t")[0] for line in lines[1:]] == SAMPLES
@@ -203,7 +203,16 @@ def test_bad_inputs_are_one_line_exit_2_and_write_nothing(inputs, write_biom, ru
 
 def test_bad_metric_and_device_are_config_errors(inputs):
     with pytest.raises(ConfigError, match="Unknown UniFrac metric 'weighted'. Available: unweighted, weighted-normalized"):
-        unifrac(inputs / "table.biom", inputs / "tree.nwk", inputs / "dm.tsv", "weighted")
+        compute_unifrac(inputs / "table.biom", inputs / "tree.nwk", inputs / "dm.tsv", "weighted")
     with pytest.raises(ConfigError, match="--device must be auto, cpu or cuda"):
-        unifrac(inputs / "table.biom", inputs / "tree.nwk", inputs / "dm.tsv", device="tpu")
+        compute_unifrac(inputs / "table.biom", inputs / "tree.nwk", inputs / "dm.tsv", device="tpu")
     assert not (inputs / "dm.tsv").exists()
+
+
+def test_the_api_is_exported_beside_the_package():
+    import aam_core
+    import aam_core.unifrac.batch  # noqa: F401 - importing the package must not shadow the API
+
+    assert aam_core.compute_unifrac is compute_unifrac
+    assert aam_core.read_distance_matrix is read_distance_matrix
+    assert aam_core.unifrac.unifrac_matrix is unifrac_matrix

@@ -22,9 +22,9 @@ def command(table, tree, output, metric, sequences, prune_missing, device) -> No
     aam unifrac --table table.biom --tree tree.nwk --output dm.tsv
     aam unifrac --table table.biom --tree tree.nwk --output dm.h5 --metric weighted-normalized
     """
-    from aam_core.unifrac.api import unifrac
+    from aam_core.unifrac.api import compute_unifrac
 
-    path = unifrac(
+    path = compute_unifrac(
         table, tree, output, metric, sequences=sequences, prune_missing=prune_missing, device=device
     )
     click.echo(f"Wrote {metric} UniFrac to {path}")

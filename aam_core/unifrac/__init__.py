@@ -7,8 +7,11 @@ normalized=True)`` (to ~3e-15 on oral-age, where Striped UniFrac's ``ssu`` diffe
 
 API
 ---
-``unifrac(table, tree, output, metric='unweighted', *, sequences=None, prune_missing=False,
-device='auto') -> Path``
+``aam_core.unifrac`` is this package, so the function that writes a matrix (what ``aam unifrac``
+runs) is ``compute_unifrac``; all four are also ``aam_core.<name>``.
+
+``compute_unifrac(table, tree, output, metric='unweighted', *, sequences=None,
+prune_missing=False, device='auto') -> Path``
     Writes the N×N matrix (``.tsv``, ``.h5`` as ``ssu`` writes it, ``.npy`` + ``.ids.txt``).
 ``unifrac_matrix(table, tree, metric=..., ...) -> Distances``
     The same in memory (``sample_ids``, ``matrix``).
@@ -80,9 +83,16 @@ with reads, for both metrics, as scikit-bio computes them; a pair whose reads al
 zero-length branches is at distance 0 (scikit-bio gives 0 for unweighted and NaN for weighted).
 """
 
-from aam_core.unifrac.api import Distances, unifrac, unifrac_matrix
+from aam_core.unifrac.api import Distances, compute_unifrac, unifrac_matrix
 from aam_core.unifrac.batch import BatchUniFrac
 from aam_core.unifrac.engine import METRICS
 from aam_core.unifrac.matrix_io import read_distance_matrix
 
-__all__ = ["METRICS", "BatchUniFrac", "Distances", "read_distance_matrix", "unifrac", "unifrac_matrix"]
+__all__ = [
+    "METRICS",
+    "BatchUniFrac",
+    "Distances",
+    "compute_unifrac",
+    "read_distance_matrix",
+    "unifrac_matrix",
+]

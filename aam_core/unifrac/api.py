@@ -56,7 +56,7 @@ def _engine(
     return engine, counts.sample_ids
 
 
-def unifrac(
+def compute_unifrac(
     table: str | os.PathLike,
     tree: str | os.PathLike,
     output: str | os.PathLike,
@@ -92,7 +92,7 @@ def unifrac_matrix(
     prune_missing: bool = False,
     device: str = "auto",
 ) -> Distances:
-    """The same distances as :func:`unifrac`, returned in memory (``N×N`` float64: for tables
+    """The same distances as :func:`compute_unifrac`, returned in memory (``N×N`` float64: for tables
     small enough to hold it)."""
     check_metric(metric)
     engine, sample_ids = _engine(table, tree, metric, sequences, prune_missing, device)
