@@ -130,6 +130,10 @@ def test_cli_writes_tables_that_round_trip(run, run_cli, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["method"] == "integrated-gradients" and summary["samples"] == 30
     assert len(summary["top"]) == 5 and summary["waterfall_sample"] == data.sample_ids[0]
+    assert [t["feature"] for t in summary["top"]] == list(importance.index[:5])
+    assert summary["top"][0]["taxonomy"] == "; ".join(
+        TAXA[data.sequences.index(importance.index[0]) % 3]
+    )
     curves = json.loads((out / "faithfulness.json").read_text())
     assert len(curves["top_k_change"]) == len(curves["random_k_change"]) == 20
 

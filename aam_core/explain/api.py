@@ -111,6 +111,7 @@ def _summary(explanation: Explanation, data: ExplainData, seconds: float, top: i
     importance = explanation.importance()
     attention = explanation.kind == ATTENTION
     residual = np.abs(explanation.residual()) if not attention else np.zeros(0)
+    position = {str(f): i for i, f in enumerate(explanation.feature_ids)}
     summary = {
         "method": explanation.method,
         "kind": explanation.kind,
@@ -122,7 +123,14 @@ def _summary(explanation: Explanation, data: ExplainData, seconds: float, top: i
         "seconds": round(seconds, 3),
         "samples_per_second": _finite(len(explanation) / seconds) if seconds > 0 else None,
         "model_max_asvs": data.loaded.config.data.max_asvs,
-        "top": [{"feature": f, "importance": float(v)} for f, v in importance.iloc[:top].items()],
+        "top": [
+            {
+                "feature": f,
+                "taxonomy": str(explanation.taxonomy[position[f]]),
+                "importance": float(v),
+            }
+            for f, v in importance.iloc[:top].items()
+        ],
     }
     if not attention:
         summary["residual"] = {
@@ -201,13 +209,7 @@ def explain(
         files = write_outputs(
             explanation, data, folder, top=top, sample=sample, curves=curves, seconds=seconds
         )
-        log.info(
-            "Explained %d samples with %s in %.1f s; wrote %s.",
-            len(explanation),
-            chosen.name,
-            seconds,
-            folder,
-        )
+        log.debug("Explained %d samples with %s in %.1f s.", len(explanation), chosen.name, seconds)
     return ExplainResult(
         explanation=explanation,
         importance=explanation.importance(),
