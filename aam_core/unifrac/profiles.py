@@ -189,8 +189,10 @@ class UnweightedProfile:
     @classmethod
     def build(cls, nodes: NodeCounts, dense_speedup: float = 1.0) -> UnweightedProfile:
         n = nodes.n_samples
-        coverage = nodes.by_node.copy()
-        coverage.data = np.ones_like(coverage.data)
+        by_node = nodes.by_node
+        coverage = sparse.csr_matrix(  # shares the index arrays: no copy
+            (np.ones(by_node.nnz), by_node.indices, by_node.indptr), shape=by_node.shape
+        )
         observed = nodes.length @ coverage
         k = np.diff(coverage.indptr)
         everyone = k == n
