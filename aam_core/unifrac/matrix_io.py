@@ -11,8 +11,9 @@ The output extension picks the format:
   ``<name>.ids.txt`` (``dm.npy`` → ``dm.ids.txt``).
 
 The matrix never has to be in memory: stripes of the upper triangle are written where they
-belong and mirrored (the ``.tsv`` goes through a temporary ``.npy`` memory map next to it). Every
-file is written under a temporary name in the output's directory and renamed when complete.
+belong and mirrored (``.h5`` and ``.tsv`` through a temporary ``.npy`` memory map next to the
+output, whose rows are copied out as soon as they are complete). Every file is written under a
+temporary name in the output's directory and renamed when complete.
 """
 
 from __future__ import annotations
