@@ -169,34 +169,58 @@ def test_occlusion_of_an_absent_asv_is_zero(tiny_run):
     assert np.count_nonzero(matrix) > 0
 
 
-def test_occlusion_is_the_prediction_without_the_asv_its_reads_kept(tiny_run):
+def _full_run(folder: Path) -> tuple[Planted, Path]:
+    """Every sample holds exactly 4 ASVs and the model reads 4: every batch fills all its slots."""
+    rng = np.random.default_rng(3)
+    sequences = random_sequences(rng, 12, 30, 40)
+    counts = np.zeros((24, 12), dtype=np.int64)
+    for row in counts:
+        row[rng.choice(12, size=4, replace=False)] = rng.choice(
+            np.arange(1, 300), size=4, replace=False
+        )
+    ids = [f"F{i:02d}" for i in range(24)]
+    folder.mkdir(parents=True)
+    with h5py.File(folder / "table.biom", "w") as handle:
+        biom.Table(counts.T.astype(float), sequences, ids).to_hdf5(handle, "full")
+    metadata = folder / "metadata.tsv"
+    ages = rng.uniform(20, 70, size=24).round(1)
+    metadata.write_text(
+        "sample-id\tage\n" + "".join(f"{s}\t{a}\n" for s, a in zip(ids, ages, strict=True))
+    )
+    data = Planted(folder / "table.biom", metadata, ids, sequences, counts)
+    return data, _train_tiny(folder / "run", data, max_asvs=4)
+
+
+@pytest.mark.parametrize("layout", ["ragged", "full"])
+def test_occlusion_is_the_prediction_without_the_asv_its_reads_kept(tiny_run, tmp_path, layout):
     """An independent route: a batch built from the table with the ASV's count removed but the
-    sample's total unchanged gives the occluded prediction."""
-    data, checkpoint = tiny_run
+    sample's total unchanged gives the occluded prediction — also when every sample of a batch
+    fills all its slots (where attention may skip the mask unless told otherwise)."""
+    data, checkpoint = tiny_run if layout == "ragged" else _full_run(tmp_path / "full")
     loaded = aam_core.load_model(checkpoint, device="cpu")
     explained = load_explain_data(loaded, data.table, metadata=data.metadata)
     explanation = explain(
         loaded, data.table, metadata=data.metadata, method="occlusion", progress=False
     ).explanation
     dataset = explained.dataset
-    row = 3
-    part = explanation.entries(row)
-    feature = explanation.features[part][1]
-    counts = dataset.counts.tolil()
-    counts[row, feature] = 0
-    without = attrs.evolve(dataset, counts=sparse.csr_matrix(counts), totals=dataset.totals)
-    batch = collate(
-        without,
-        np.array([row]),
-        max_asvs=loaded.config.data.max_asvs,
-        categories=explained.codes,
-        target=None,
-    )
-    with torch.no_grad():
-        raw = loaded.model(batch).prediction.numpy()
-    occluded = explained.target.decode(raw[:, 0], np.array([row]))[0]
-    expected = explanation.prediction[row] - occluded
-    assert explanation.values[part][1] == pytest.approx(expected, abs=1e-4)
+    for row in (3, 5):
+        part = explanation.entries(row)
+        feature = explanation.features[part][1]
+        counts = dataset.counts.tolil()
+        counts[row, feature] = 0
+        without = attrs.evolve(dataset, counts=sparse.csr_matrix(counts), totals=dataset.totals)
+        batch = collate(
+            without,
+            np.array([row]),
+            max_asvs=loaded.config.data.max_asvs,
+            categories=explained.codes,
+            target=None,
+        )
+        with torch.no_grad():
+            raw = loaded.model(batch).prediction.numpy()
+        occluded = explained.target.decode(raw[:, 0], np.array([row]))[0]
+        expected = explanation.prediction[row] - occluded
+        assert explanation.values[part][1] == pytest.approx(expected, abs=1e-4)
     predicted = aam_core.predict(loaded, data.table, metadata=data.metadata)
     assert explanation.prediction == pytest.approx(
         predicted["predicted"].to_numpy(dtype=float), abs=1e-4

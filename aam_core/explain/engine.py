@@ -21,6 +21,7 @@ from aam_core.explain.data import ExplainData
 
 #: Rows of masked copies scored in one forward pass.
 CHUNK_ROWS = 256
+_HAS_FULL_FLAG = "full_samples" in attrs.fields_dict(Batch)
 
 
 @attrs.define
@@ -83,6 +84,10 @@ def copies(sb: SampleBatch, owners: np.ndarray, mask: torch.Tensor, **replace) -
         "count_mask": None,
         "asv_embeddings": sb.vectors,
     }
+    if _HAS_FULL_FLAG:
+        # A batch whose samples fill every slot may let attention skip the mask; copies switch
+        # slots off, so they must not claim that.
+        fields["full_samples"] = False
     fields.update(replace)
     return attrs.evolve(batch, **fields)
 
