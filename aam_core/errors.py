@@ -5,6 +5,21 @@ line and exits with status 2; the Python API lets it propagate.
 """
 
 
+def one_line(text: str) -> str:
+    """``text`` folded onto one line: every run of whitespace, line breaks included, becomes one
+    space, so a library's multi-paragraph message survives whole in a one-line error."""
+    return " ".join(str(text).split())
+
+
+def library_message(exc: BaseException) -> str:
+    """The whole message of an exception raised by a library (biom-format, scikit-bio, pandas),
+    on one line; its type name when it has none."""
+    text = one_line(str(exc))
+    if isinstance(exc, KeyError) and text.startswith("'") and text.endswith("'"):
+        text = f"no {text} entry"  # str(KeyError('columns')) is just the quoted key
+    return text or type(exc).__name__
+
+
 class AAMError(Exception):
     """Base class for every error AAM raises on bad input or bad configuration."""
 

@@ -12,7 +12,7 @@ import warnings
 
 import click
 
-from aam_core.errors import AAMError
+from aam_core.errors import AAMError, one_line
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
 
@@ -48,6 +48,16 @@ def _register_commands() -> None:
         cli.add_command(module.command)
 
 
+def _usage_error(exc: click.ClickException) -> str:
+    """A click error (unknown flag, bad value, missing option) as one line naming the command's
+    help, instead of click's usage block."""
+    text = one_line(exc.format_message())
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, click.UsageError) and ctx is not None and "(see '" not in text:
+        text += f" Run '{ctx.command_path} --help'."
+    return text
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``aam`` script."""
     warnings.formatwarning = _format_warning
@@ -60,10 +70,10 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("aam: aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"aam: error: {_usage_error(exc)}", err=True)
         sys.exit(2)
     except AAMError as exc:
-        click.echo(f"aam: error: {exc}", err=True)
+        click.echo(f"aam: error: {one_line(str(exc)) or type(exc).__name__}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("aam: interrupted", err=True)
