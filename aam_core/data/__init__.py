@@ -1,6 +1,26 @@
-"""Loading, tokenising, splitting and batching microbiome tables."""
+"""Loading, tokenising, splitting and batching microbiome tables.
 
-from aam_core.data.dataset import Dataset, load_dataset
-from aam_core.data.samples import read_sample_list
+Loaded on first use, so that light modules of this package (:mod:`aam_core.data.paths`) import
+without pandas and scikit-bio.
+"""
 
-__all__ = ["Dataset", "load_dataset", "read_sample_list"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Dataset": "aam_core.data.dataset",
+    "load_dataset": "aam_core.data.dataset",
+    "read_sample_list": "aam_core.data.samples",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'aam_core.data' has no attribute '{name}'")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value

@@ -2,8 +2,9 @@
 
 A BIOM 2.x HDF5 table is read with h5py directly (its ``sample/matrix`` group already is the
 ``[samples, features]`` CSR UniFrac wants); anything else goes through ``biom.load_table``. The
-checks and messages are those of :func:`aam_core.data.table.read_table`, which is not imported
-here because its module loads scikit-bio (~3 s) for FASTA parsing.
+checks and messages are those of :func:`aam_core.data.table.read_table` (both use
+:mod:`aam_core.data.biom_file`), which is not imported here because its module loads scikit-bio
+(~3 s) for FASTA parsing.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import attrs
 import numpy as np
 from scipy import sparse
 
+from aam_core.data.biom_file import check_counts, check_shape, check_unique, table_error
+from aam_core.data.paths import check_kind, input_file
 from aam_core.errors import DataError
 
 
@@ -52,36 +55,27 @@ def _read_hdf5(path: Path) -> Counts | None:
 
 def read_counts(path: str | Path) -> Counts:
     """A BIOM table (HDF5 or JSON) as counts; any failure is a one-line :class:`DataError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"Table file not found: {path}")
-    counts = None
-    try:
-        import h5py
-
-        if h5py.is_hdf5(path):
-            counts = _read_hdf5(path)
-    except OSError:
-        counts = None
+    path = input_file(path, "Table file", "table")
+    kind, first = check_kind(path, "table")
+    counts = _read_hdf5(path) if kind == "biom-hdf5" else None
     if counts is None:
         import biom
 
         try:
             table = biom.load_table(str(path))
         except Exception as exc:  # biom raises TypeError/ValueError/KeyError/OSError on bad files
-            text = str(exc).strip()
-            detail = text.splitlines()[0] if text else type(exc).__name__
-            raise DataError(f"{path} is not a readable BIOM table (HDF5 or JSON): {detail}") from None
+            raise table_error(path, exc) from None
         counts = Counts(
             str(path),
             _strings(table.ids(axis="sample")),
             _strings(table.ids(axis="observation")),
             sparse.csr_matrix(table.matrix_data.T, dtype=np.float64),
         )
-    if 0 in counts.matrix.shape:
-        raise DataError(f"{path} holds no samples or no features (is it a BIOM table?).")
-    if counts.matrix.nnz and (not np.all(np.isfinite(counts.matrix.data)) or counts.matrix.data.min() < 0):
-        raise DataError(f"{path} holds negative or non-finite counts; UniFrac needs counts ≥ 0.")
+    n_samples, n_features = counts.matrix.shape
+    check_shape(path, kind, first, n_samples=n_samples, n_features=n_features)
+    check_unique(counts.sample_ids, "sample", path)
+    check_unique(counts.feature_ids, "observation", path)
+    check_counts(counts.matrix, counts.sample_ids, path)
     return counts
 
 
