@@ -28,7 +28,8 @@ from scipy import sparse
 
 from aam_core.config import DataConfig
 from aam_core.data.dataset import Dataset, load_dataset
-from aam_core.data.samples import Samples, present, resolve_samples, resolve_split
+from aam_core.data.paths import output_file
+from aam_core.data.samples import Samples, none_usable, present, resolve_samples, resolve_split
 from aam_core.errors import ConfigError, DataError
 from aam_core.files import write_tsv_atomic
 from aam_core.interfaces import Baseline
@@ -108,15 +109,11 @@ def _split_samples(
     if test is None:
         return (*resolve_split(train, val, data), [])
     lists = {"training": train, "validation": val, "test": test}
-    ids = {
-        what: [] if listed is None else present(resolve_samples(listed, what), data, what)
-        for what, listed in lists.items()
-    }
+    listed = {what: [] if given is None else resolve_samples(given, what) for what, given in lists.items()}
+    ids = {what: present(listed[what], data, what) if listed[what] else [] for what in lists}
     for what in ("training", "test"):
         if not ids[what]:
-            raise DataError(
-                f"No usable {what} samples: none of the listed IDs is in the table with a target."
-            )
+            raise none_usable(listed[what], lists[what], what)
     _disjoint(ids)
     return ids["training"], ids["validation"], ids["test"]
 
@@ -157,6 +154,11 @@ def run_baseline(
         raise ConfigError(f"--output {output} must be a TSV path; the plots are written beside it.")
     if val_samples is None and test_samples is None:
         raise ConfigError("Give --val-samples (the samples to score), or --test-samples.")
+    inputs = {"--table": table, "--metadata": metadata, "--sequences": sequences}
+    for flag, listed in (("--train-samples", train_samples), ("--val-samples", val_samples), ("--test-samples", test_samples)):
+        if isinstance(listed, str | os.PathLike):
+            inputs[flag] = listed
+    output_file(output, "--output", inputs)
     spec = get_plugin("baseline", name)
     if options is None or isinstance(options, dict):
         options = spec.make_options(options)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 
 from aam_core.data.dataset import Dataset
+from aam_core.data.paths import input_file
 from aam_core.errors import DataError
 
 Samples = Sequence[str] | str | os.PathLike
@@ -19,11 +19,25 @@ class MissingSamplesWarning(UserWarning):
 
 def read_sample_list(path: str | os.PathLike) -> list[str]:
     """Sample IDs, one per line (blank lines and ``#`` comments ignored)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"Sample list not found: {path}")
-    lines = [line.strip() for line in path.read_text().splitlines()]
-    return [line for line in lines if line and not line.startswith("#")]
+    path = input_file(path, "Sample list", "samples")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not a text file of sample IDs (one per line).") from None
+    lines = [line.strip() for line in text.splitlines()]
+    ids = [line for line in lines if line and not line.startswith("#")]
+    tabbed = [line for line in ids if "\t" in line]
+    if tabbed:
+        raise DataError(
+            f"{path} holds tab-separated columns (e.g. '{tabbed[0][:40]}'), not one sample ID per "
+            "line; give a list such as a run's train_samples.txt."
+        )
+    return ids
+
+
+def _source(samples: Samples) -> str:
+    """How errors name a sample list: its file, or 'the given list'."""
+    return str(samples) if isinstance(samples, str | os.PathLike) else "the given list"
 
 
 def resolve_samples(samples: Samples, what: str) -> list[str]:
@@ -34,7 +48,7 @@ def resolve_samples(samples: Samples, what: str) -> list[str]:
         ids = [str(s).strip() for s in samples]
     ids = list(dict.fromkeys(s for s in ids if s))
     if not ids:
-        raise DataError(f"The {what} sample list is empty.")
+        raise DataError(f"The {what} sample list ({_source(samples)}) holds no sample IDs.")
     return ids
 
 
@@ -54,11 +68,20 @@ def present(ids: list[str], dataset: Dataset, what: str) -> list[str]:
     return [s for s in ids if s in known]
 
 
+def none_usable(listed: list[str], samples: Samples, what: str) -> DataError:
+    """The error for a list none of whose IDs the loaded data holds."""
+    return DataError(
+        f"No usable {what} samples: none of the {len(listed)} IDs in {_source(samples)} "
+        f"(e.g. '{listed[0]}') is in the table with a usable target."
+    )
+
+
 def resolve_list(samples: Samples, dataset: Dataset, what: str) -> list[str]:
     """The usable IDs of one list (unknown ones skipped with a warning); none at all is an error."""
-    ids = present(resolve_samples(samples, what), dataset, what)
+    listed = resolve_samples(samples, what)
+    ids = present(listed, dataset, what)
     if not ids:
-        raise DataError(f"No usable {what} samples: none of the listed IDs is in the table with a target.")
+        raise none_usable(listed, samples, what)
     return ids
 
 

@@ -14,7 +14,8 @@ from sklearn.model_selection import (
     train_test_split,
 )
 
-from aam_core.errors import DataError
+from aam_core.config import check_seed
+from aam_core.errors import DataError, library_message
 
 
 def train_val_split(
@@ -25,6 +26,7 @@ def train_val_split(
 ) -> tuple[list[str], list[str]]:
     """Shuffled split; with ``strata`` each category keeps its share on both sides."""
     ids = np.asarray(sample_ids, dtype=object)
+    check_seed(seed)
     if len(ids) < 2:
         raise DataError(f"Need at least 2 samples to split into train and validation, got {len(ids)}.")
     stratify = None
@@ -33,12 +35,14 @@ def train_val_split(
         rare = [c for c, n in Counter(stratify).items() if n < 2]
         if rare:
             raise DataError(
-                f"Cannot stratify: {len(rare)} categories have a single sample (e.g. '{rare[0]}')."
+                f"Cannot split by --stratify-by: {len(rare)} of its {len(set(stratify))} values "
+                f"have a single sample (e.g. '{rare[0]}'); stratify by a categorical column whose "
+                "every value holds at least 2 samples."
             )
     try:
         train, val = train_test_split(ids, test_size=val_fraction, random_state=seed, stratify=stratify)
     except ValueError as exc:
-        raise DataError(f"Cannot split {len(ids)} samples: {exc}") from None
+        raise DataError(f"Cannot split {len(ids)} samples: {library_message(exc)}") from None
     return [str(s) for s in train], [str(s) for s in val]
 
 
@@ -76,8 +80,11 @@ def kfold_splits(
 ) -> list[tuple[list[str], list[str]]]:
     """``folds`` (train, validation) pairs; a group never sits on both sides of a fold."""
     ids = np.asarray(sample_ids, dtype=object)
+    check_seed(seed)
     if folds < 2:
         raise DataError(f"--folds must be at least 2, got {folds}.")
+    if folds > len(ids):
+        raise DataError(f"--folds {folds} is more than the {len(ids)} usable samples.")
     if groups is not None and strata is not None:
         splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     elif groups is not None:
@@ -91,5 +98,5 @@ def kfold_splits(
     try:
         pairs = list(splitter.split(ids, y, g))
     except ValueError as exc:
-        raise DataError(f"Cannot make {folds} folds: {exc}") from None
+        raise DataError(f"Cannot make --folds {folds}: {library_message(exc)}") from None
     return [([str(s) for s in ids[tr]], [str(s) for s in ids[va]]) for tr, va in pairs]
