@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aam_core.errors import ConfigError, DataError
+from aam_core.data.paths import check_kind, input_file
+from aam_core.errors import ConfigError, DataError, library_message
 from aam_core.predictions import COLUMNS, probability_columns, read_probabilities
 from aam_core.training.metrics import METRIC_LABELS, classification_report, compute_metrics
 
@@ -29,14 +30,12 @@ def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
 
     Other columns (``epoch``, ``fold``, class probabilities) are kept, after the three.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"Predictions file not found: {path}")
+    path = input_file(path, "Predictions file", "predictions")
+    check_kind(path, "predictions")
     try:
         frame = pd.read_csv(path, sep="\t", dtype={"sample_id": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path} is not a readable TSV: {detail}") from None
+        raise DataError(f"{path} is not a readable TSV: {library_message(exc)}") from None
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         found = ", ".join(map(str, frame.columns)) or "(none)"
@@ -176,8 +175,8 @@ def evaluate_per_class(
     paths, frames, classifier = _load(paths, classifier)
     if not classifier:
         raise ConfigError(
-            "Per-class precision and recall need classification files; these hold numbers "
-            "(add --classifier to score numeric labels as classes)."
+            "--per-class: per-class precision and recall need classification files; these hold "
+            "numbers (add --classifier to score numeric labels as classes)."
         )
     rows = []
     for name, frame in zip(_names(paths), frames, strict=True):

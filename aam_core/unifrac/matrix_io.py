@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aam_core.errors import ConfigError, DataError
+from aam_core.data.paths import input_file
+from aam_core.errors import ConfigError, DataError, library_message
 from aam_core.unifrac.decimals import format_rows
 
 FORMATS = {".h5": "h5", ".hdf5": "h5", ".npy": "npy", ".tsv": "tsv"}
@@ -140,9 +141,10 @@ def _write_tsv(path: Path, sample_ids: list[str], matrix: np.ndarray, rows: Iter
                     out.write(row)
 
 
-def _read_ids(path: Path) -> list[str]:
+def _read_ids(npy_path: Path) -> list[str]:
+    path = ids_path(npy_path)
     if not path.is_file():
-        raise DataError(f"{path.with_suffix('.npy')} needs its sample IDs in {path}, which is missing.")
+        raise DataError(f"{npy_path} needs its sample IDs in {path}, which is missing.")
     return path.read_text().splitlines()
 
 
@@ -175,11 +177,10 @@ def read_distance_matrix(path: str | os.PathLike, sample_ids: list[str]) -> np.n
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
         raise DataError(f"{path}: unknown distance-matrix extension '{path.suffix}'. Available: {', '.join(sorted(FORMATS))}.")
-    if not path.is_file():
-        raise DataError(f"Distance matrix not found: {path}")
+    input_file(path, "Distance matrix", "matrix")
     try:
         if kind == "npy":
-            ids = _read_ids(ids_path(path))
+            ids = _read_ids(path)
             return _matched(path, ids, np.load(path, mmap_mode="r", allow_pickle=False), sample_ids)
         if kind == "h5":
             import h5py
@@ -192,7 +193,7 @@ def read_distance_matrix(path: str | os.PathLike, sample_ids: list[str]) -> np.n
     except DataError:
         raise
     except (OSError, KeyError, ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path} is not a readable {kind} distance matrix: {type(exc).__name__}.") from None
+        raise DataError(f"{path} is not a readable {kind} distance matrix: {library_message(exc)}") from None
 
 
 def _matched(path: Path, ids: list[str], matrix, wanted) -> np.ndarray:
@@ -215,6 +216,12 @@ def _matched(path: Path, ids: list[str], matrix, wanted) -> np.ndarray:
     values = rows[:, index]
     if not np.all(np.isfinite(values)):
         raise DataError(f"{path} holds NaN or infinite distances between the requested samples.")
+    if values.min(initial=0.0) < 0:
+        i, j = np.unravel_index(int(np.argmin(values)), values.shape)
+        raise DataError(
+            f"{path} holds negative distances (e.g. {values[i, j]} between '{wanted[i]}' and "
+            f"'{wanted[j]}'); distances are 0 or more."
+        )
     if not np.allclose(values, values.T, rtol=0.0, atol=1e-6):
         raise DataError(f"{path} is not symmetric (differences above 1e-6).")
     return values

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aam_core.data.paths import check_kind, input_file
 from aam_core.errors import DataError
 from aam_core.unifrac.newick import Tree, newick_error, parse_newick
 
@@ -23,9 +24,8 @@ def read_tree(path: str | Path) -> Tree:
     more (a basal trifurcation, how unrooted trees such as FastTree's are written) is refused
     rather than silently rooted there, which is what Striped UniFrac does.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"Tree file not found: {path}")
+    path = input_file(path, "Tree file", "tree")
+    check_kind(path, "tree")
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
@@ -104,9 +104,12 @@ def match_tips(
         else:
             nodes[i] = node
     if len(missing) == len(feature_ids):
+        hint = "" if sequences is not None else (
+            "; if the tips are sequences, pass --sequences with the FASTA file of the feature IDs"
+        )
         raise DataError(
             f"None of the {len(feature_ids)} features of {table_label} is a tip of {tree.path} "
-            f"(e.g. '{missing[0][:40]}'); tips must be the feature IDs or their sequences."
+            f"(e.g. '{missing[0][:40]}'); tips must be the feature IDs or their sequences{hint}."
         )
     if missing and not prune_missing:
         raise DataError(
