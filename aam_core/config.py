@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,15 +28,34 @@ def flag_name(attribute: attrs.Attribute) -> str:
     return "--" + attribute.name.replace("_", "-")
 
 
+#: Seeds NumPy and scikit-learn accept.
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(value: int, flag: str = "--seed") -> int:
+    """``value`` if NumPy and scikit-learn accept it as a seed, else a :class:`ConfigError`."""
+    if not 0 <= value <= MAX_SEED:
+        raise ConfigError(f"{flag} must be a whole number from 0 to {MAX_SEED}, got {value}.")
+    return value
+
+
 # Validators for config classes and for plugins' own options classes: errors name the flag.
 def positive(instance, attribute, value):  # noqa: ARG001 - attrs validator signature
-    if value is not None and value <= 0:
+    if value is not None and not value > 0:  # NaN is not positive
         raise ConfigError(f"{flag_name(attribute)} must be positive, got {value}.")
+    if value is not None and math.isinf(value):
+        raise ConfigError(f"{flag_name(attribute)} must be a finite number, got {value}.")
 
 
 def non_negative(instance, attribute, value):  # noqa: ARG001 - attrs validator signature
-    if value is not None and value < 0:
+    if value is not None and not value >= 0:  # NaN is not >= 0
         raise ConfigError(f"{flag_name(attribute)} must be >= 0, got {value}.")
+    if value is not None and math.isinf(value):
+        raise ConfigError(f"{flag_name(attribute)} must be a finite number, got {value}.")
+
+
+def _seed(instance, attribute, value):  # noqa: ARG001 - attrs validator signature
+    check_seed(value, flag_name(attribute))
 
 
 def _unit_interval(instance, attribute, value):  # noqa: ARG001 - attrs validator signature
@@ -196,7 +216,7 @@ class TrainConfig:
     patience: int = attrs.field(
         default=10, validator=non_negative, metadata=_help("Early stopping: epochs without validation improvement (0 = off).", TRAINING)
     )
-    seed: int = attrs.field(default=42, metadata=_help("Seed for the split, initialisation and shuffling.", TRAINING))
+    seed: int = attrs.field(default=42, validator=_seed, metadata=_help("Seed for the split, initialisation and shuffling.", TRAINING))
     device: str | None = attrs.field(
         default=None, metadata=_help("Force a device (cpu, cuda, cuda:1) [default: CUDA if available].", TRAINING)
     )
