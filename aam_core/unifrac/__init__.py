@@ -68,8 +68,8 @@ Linear in the number of samples N, never N²:
 The N×N result goes straight into the output file as the stripes finish (an HDF5 dataset, or a
 ``.npy`` memory map; the ``.h5`` and ``.tsv`` writers read rows back from a temporary ``.npy``
 map next to the output), so it occupies disk and the operating system's page cache, not the
-process's own memory. On oral-age (2,537 samples) the whole process peaks at 170-250 MB, of
-which ~55 MB are the imported libraries and 51 MB the mapped matrix.
+process's own memory. On oral-age (2,537 samples) the UniFrac command peaks at 175-275 MB
+resident, of which ~55 MB are the imported libraries and 51 MB the mapped matrix.
 
 Trees
 -----
