@@ -216,3 +216,4 @@ def test_the_api_is_exported_beside_the_package():
     assert aam_core.compute_unifrac is compute_unifrac
     assert aam_core.read_distance_matrix is read_distance_matrix
     assert aam_core.unifrac.unifrac_matrix is unifrac_matrix
+    assert aam_core.unifrac.unifrac is compute_unifrac

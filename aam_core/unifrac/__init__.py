@@ -7,8 +7,9 @@ normalized=True)`` (to ~3e-15 on oral-age, where Striped UniFrac's ``ssu`` diffe
 
 API
 ---
-``aam_core.unifrac`` is this package, so the function that writes a matrix (what ``aam unifrac``
-runs) is ``compute_unifrac``; all four are also ``aam_core.<name>``.
+``aam_core.unifrac`` is this package, so at the top level the function that writes a matrix (what
+``aam unifrac`` runs) is ``aam_core.compute_unifrac``; here it is also ``unifrac``
+(``aam_core.unifrac.unifrac``). All four below are ``aam_core.<name>`` too.
 
 ``compute_unifrac(table, tree, output, metric='unweighted', *, sequences=None,
 prune_missing=False, device='auto') -> Path``
@@ -88,11 +89,14 @@ from aam_core.unifrac.batch import BatchUniFrac
 from aam_core.unifrac.engine import METRICS
 from aam_core.unifrac.matrix_io import read_distance_matrix
 
+unifrac = compute_unifrac  # the command's name, unambiguous inside this package
+
 __all__ = [
     "METRICS",
     "BatchUniFrac",
     "Distances",
     "compute_unifrac",
     "read_distance_matrix",
+    "unifrac",
     "unifrac_matrix",
 ]
