@@ -9,7 +9,6 @@ import click
 
 from aam_core.cli.options import GroupedCommand, parse_key_values
 from aam_core.cli.train import model_and_training_options, model_and_training_params
-from aam_core.training.metrics import METRIC_LABELS, format_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -24,6 +23,8 @@ def _cell(mean: float, sd: float = math.nan) -> str:
 def _print_summary(summary: pd.DataFrame, folds: int, models: list[str]) -> None:
     """Two tables, each with a ``difference`` row when there is a baseline: mean ± sd over the
     folds, then the metrics of the pooled predictions."""
+    from aam_core.training.metrics import METRIC_LABELS, format_table  # scikit-learn: only when run
+
     metrics = list(dict.fromkeys(summary["metric"]))
     header = ["model", *(METRIC_LABELS.get(m, m) for m in metrics)]
     parts = [
