@@ -24,8 +24,9 @@ the whole path, so redundant ASVs are not written off as they are by single remo
 oral-age (500 training samples, ``bench/explain.py``) removing its top-k ASVs moved the
 prediction by 0.69 years more than removing k random ones on average over k = 1..20, against
 0.12 for occlusion (whose curve equals a model-free "most abundant first" ranking's on
-average; integrated gradients beat that by 0.57). It costs about 2.5 times occlusion: 9.5 vs
-23 samples/s on two CPU cores (32 steps, a forward and a backward pass each).
+average; integrated gradients beat that by 0.57). It costs about what occlusion costs: 500
+samples in 20 s against 22 s on two idle CPU cores (32 steps of a forward and a backward pass
+against one forward row per ASV; up to 2.5 times slower on a busy machine).
 
 Captum is not used: the part specific to AAM — per-sample copies of shared ASV vectors, a path
 over vectors and counts together, chunks of (sample, step) rows sized for memory, decoding to

@@ -51,7 +51,7 @@ METHODS = {
 
 #: Integrated gradients: its attributions add up to the prediction (completeness), and on
 #: oral-age its ranking was far more faithful than occlusion's (deletion curves, 500 samples:
-#: 0.69 vs 0.12 years between top-k and random), at 2.5 times its cost (see ``gradients``).
+#: 0.69 vs 0.12 years between top-k and random), at about the same cost (see ``gradients``).
 DEFAULT_METHOD = "integrated-gradients"
 
 
