@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from aam_core.config import DataConfig
-from aam_core.data import load_dataset
+from aam_core.data import load_dataset, read_sample_list
 from aam_core.data.categories import CategoryEncoder
 from aam_core.data.demo import demo_paths
 from aam_core.data.tokens import N_TOKEN, PAD, tokenize
@@ -63,6 +63,25 @@ def test_whitespace_and_bom_are_stripped(tiny_data):
     assert list(ds.column("site")) == list(tiny_data.site)
 
 
+def test_windows_line_endings_and_bom_are_read(tiny_data, write_biom):
+    """Files saved on Windows: CRLF line ends and a byte-order mark, in metadata, FASTA and
+    sample lists."""
+    text = tiny_data.metadata.read_text()
+    tiny_data.metadata.write_bytes(("\ufeff" + text.replace("\n", "\r\n")).encode("utf-8"))
+    ids = [f"{i:032x}" for i in range(len(tiny_data.sequences))]
+    write_biom(tiny_data.table, tiny_data.counts, ids, tiny_data.sample_ids)
+    fasta = tiny_data.folder / "dna-sequences.fasta"
+    fasta.write_bytes("".join(f">{i}\r\n{s}\r\n" for i, s in zip(ids, tiny_data.sequences, strict=True)).encode())
+    ds = load_dataset(tiny_data.config(sequences=str(fasta), categorical_columns=["site"]))
+    assert list(ds.sample_ids) == tiny_data.sample_ids
+    np.testing.assert_allclose(ds.target, tiny_data.age)
+    assert list(ds.column("site")) == list(tiny_data.site)
+    assert set(ds.sequences) == set(tiny_data.sequences)
+    listed = tiny_data.folder / "train.txt"
+    listed.write_bytes(("\ufeff" + "\r\n".join(tiny_data.sample_ids[:3]) + "\r\n").encode("utf-8"))
+    assert read_sample_list(listed) == tiny_data.sample_ids[:3]
+
+
 @pytest.fixture
 def study_metadata(tiny_data, write_tsv):
     """The tiny samples with a numeric-looking ``study`` column (Qiita study IDs)."""
@@ -104,7 +123,7 @@ def test_samples_missing_on_either_side_are_dropped_and_counted(tiny_data, write
     assert "3 samples of" in text
 
 
-@pytest.mark.parametrize("bad", ["", "unknown", "NaN"])
+@pytest.mark.parametrize("bad", ["", "unknown", "NaN", "NA", "n/a", "missing", "35 years"])
 def test_empty_or_non_numeric_targets_are_dropped(tiny_data, write_tsv, aam_log, bad):
     ages = [str(a) for a in tiny_data.age]
     ages[3] = bad
@@ -240,6 +259,29 @@ def test_fasta_resolves_hashed_ids(make_tiny_data, write_biom):
     direct = load_dataset(plain.config())
     assert list(resolved.sequences) == list(direct.sequences)
     np.testing.assert_array_equal(resolved.tokens, direct.tokens)
+
+
+def test_fasta_may_repeat_an_id_with_the_same_sequence(tiny_data, hashed):
+    """FASTA files concatenated from several runs repeat shared ASVs; only a conflict is refused."""
+    records = list(hashed.items())
+    fasta = tiny_data.folder / "dna-sequences.fasta"
+    fasta.write_text("".join(f">{i}\n{s}\n" for i, s in [*records, *records[:5]]))
+    ds = load_dataset(tiny_data.config(sequences=str(fasta)))
+    assert set(ds.sequences) == set(tiny_data.sequences)
+    fasta.write_text("".join(f">{i}\n{s}\n" for i, s in [*records, (records[0][0], "ACGT")]))
+    with pytest.raises(DataError, match="appears twice with different sequences"):
+        load_dataset(tiny_data.config(sequences=str(fasta)))
+
+
+def test_classic_tab_separated_table_still_loads(tiny_data):
+    """A classic BIOM TSV ('#OTU ID' header) is a table, not a metadata file given as --table."""
+    rows = ["# Constructed from biom file", "#OTU ID\t" + "\t".join(tiny_data.sample_ids)]
+    rows += [s + "\t" + "\t".join(map(str, col)) for s, col in zip(tiny_data.sequences, tiny_data.counts.T, strict=True)]
+    classic = tiny_data.folder / "table.tsv"
+    classic.write_text("\n".join(rows) + "\n")
+    ds = load_dataset(tiny_data.config(table=str(classic)))
+    assert list(ds.sample_ids) == tiny_data.sample_ids
+    assert ds.counts.sum() == tiny_data.counts.sum()
 
 
 def test_fasta_missing_some_ids_is_a_data_error(tiny_data, hashed):
