@@ -110,6 +110,8 @@ def _read(path: Path) -> Any:
         if "zip archive" in detail or "central directory" in detail or isinstance(exc, EOFError):
             raise CheckpointError(f"{path} is truncated or not a checkpoint ({detail}).") from None
         raise CheckpointError(f"{path} is not an AAM checkpoint ({detail}).") from None
+    except Exception as exc:  # torch's legacy reader fails on arbitrary bytes in many ways
+        raise CheckpointError(f"{path} is not an AAM checkpoint ({type(exc).__name__}).") from None
 
 
 def load_checkpoint(path: str | Path, *, kind: str | None = None) -> dict[str, Any]:
