@@ -315,6 +315,12 @@ def cross_validate(
         metadata_column=metadata_column,
         **options,
     )
+    # The plugins a fold would reject, rejected before folds.tsv is written.
+    get_plugin("fusion", run_config.model.fusion).make_options(run_config.model.fusion_options)
+    get_plugin("transform", run_config.training.target_transform)
+    get_plugin("parallel", run_config.training.parallel)
+    if "resume_from" in train_options:
+        raise ConfigError("--resume-from does not apply to cross-validation: each fold is a run of its own.")
     if run_config.data.test_fraction:
         raise ConfigError(
             "--test-fraction does not apply to cross-validation: each fold's held-out samples "

@@ -61,6 +61,9 @@ def check_output_dir(path: str | os.PathLike, force: bool, flag: str = "--output
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{flag} {path} exists and is not a directory.")
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise ConfigError(f"{flag} {path} cannot be created: {blocking} is a file, not a directory.")
     if not path.is_dir() or not any(path.iterdir()) or force:
         return path
     status = read_status(path)

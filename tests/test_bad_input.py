@@ -480,7 +480,6 @@ def _cases(command: str, rows: list[tuple], **common) -> dict[str, Case]:
     return out
 
 
-UNPICKLER = "aam_core/checkpoint.py _read lets the IndexError of torch's weights-only unpickler escape on a text file"
 
 #: Flags and settings every training command refuses, with (flags, needles).
 TRAINING_FLAGS = [
@@ -526,15 +525,14 @@ TRAIN = _cases("train", [
     ("stratify-by-missing-column", ["--stratify-by", "body"], ["'body'", "Available: age, site"]),
     ("unifrac-penalty-without-distances", ["--unifrac-penalty", "1"], ["--unifrac-penalty", "--tree"]),
     ("tree-and-matrix", ["--unifrac-penalty", "1", "--tree", "{tree}", "--unifrac-matrix", "{matrix}"], ["--tree", "--unifrac-matrix"]),
-    ("output-dir-inside-a-file", ["--output-dir", "{notes}/run"], ["notes.txt", "not a directory"],
-     {"xfail": "aam_core/outdir.py check_output_dir accepts a path below a file; training/artifacts.py then fails with NotADirectoryError"}),
+    ("output-dir-inside-a-file", ["--output-dir", "{notes}/run"], ["notes.txt", "not a directory"]),
     ("previous-run-without-force", [], ["--force"], {"modes": ("previous",), "force": False}),
     ("resume-from-best", ["--resume-from", "{model}"], ["best.pt", "last.pt"]),
-    ("resume-from-text-file", ["--resume-from", "{notes}"], ["notes.txt", "not an AAM checkpoint"], {"xfail": UNPICKLER}),
+    ("resume-from-text-file", ["--resume-from", "{notes}"], ["notes.txt", "not an AAM checkpoint"],),
     ("resume-from-missing", ["--resume-from", "{absent}"], ["absent.file", "not found"]),
     ("resume-from-pretraining", ["--resume-from", "{pretrained}"], ["best.pt", "'pretrain'"]),
     ("pretrained-encoder-is-a-trained-model", ["--pretrained-encoder", "{model}"], ["best.pt", "'train'"]),
-    ("pretrained-encoder-is-text", ["--pretrained-encoder", "{notes}"], ["notes.txt"], {"xfail": UNPICKLER}),
+    ("pretrained-encoder-is-text", ["--pretrained-encoder", "{notes}"], ["notes.txt"],),
     ("freeze-base-without-encoder", ["--freeze-base"], ["--freeze-base", "--pretrained-encoder"]),
     ("config-missing", ["--config", "{absent}"], ["absent.file", "not found"]),
     ("config-directory", ["--config", "{folder}"], ["folder", "directory"],
@@ -559,7 +557,7 @@ PRETRAIN = _cases("pretrain", [
 
 PREDICT = _cases("predict", [
     ("model-missing", ["--model", "{absent}"], ["absent.file", "not found"]),
-    ("model-is-text", ["--model", "{notes}"], ["notes.txt", "not an AAM checkpoint"], {"xfail": UNPICKLER}),
+    ("model-is-text", ["--model", "{notes}"], ["notes.txt", "not an AAM checkpoint"],),
     ("model-is-the-run-directory", ["--model", "{run_dir}"], ["directory", "checkpoints/best.pt"]),
     ("model-is-a-pretrained-encoder", ["--model", "{pretrained}"], ["best.pt", "'pretrain'"]),
     ("batch-size-zero", ["--batch-size", "0"], ["--batch-size", "0"]),
@@ -602,13 +600,11 @@ CV = _cases("cv", [
     ("stratify-by-missing-column", ["--stratify-by", "body"], ["'body'", "Available: age, site"]),
     ("unknown-baseline", ["--baseline", "random-forrest"], ["'random-forrest'", "Available:"]),
     ("baseline-option-unknown", ["--baseline-option", "depth=3"], ["--depth"]),
-    ("unknown-fusion", ["--categorical-columns", "site", "--fusion", "gmm"], ["'gmm'", "Available:"],
-     {"xfail": "aam_core/cv.py writes folds.tsv before the first fold's train() checks the fusion"}),
+    ("unknown-fusion", ["--categorical-columns", "site", "--fusion", "gmm"], ["'gmm'", "Available:"]),
     ("categorical-column-is-the-target", ["--categorical-columns", "age"], ["--categorical-columns", "'age'"]),
     ("config-missing", ["--config", "{absent}"], ["--config", "absent.file"]),
     ("previous-run-without-force", [], ["--force"], {"modes": ("previous",), "force": False}),
-    ("output-dir-inside-a-file", ["--output-dir", "{notes}/cv"], ["notes.txt", "not a directory"],
-     {"xfail": "aam_core/outdir.py check_output_dir accepts a path below a file; cv.py then fails writing folds.tsv"}),
+    ("output-dir-inside-a-file", ["--output-dir", "{notes}/cv"], ["notes.txt", "not a directory"]),
 ])
 
 EVALUATE = _cases("evaluate", [
