@@ -34,7 +34,7 @@ _EXPORTS = {
     "BaselineResult": "aam_core.baseline",
     "CVResult": "aam_core.cv",
     "evaluate": "aam_core.evaluation",
-    "explain": "aam_core.explain.api",
+    "explain": "aam_core.attribution.api",
     "cross_validate": "aam_core.cv",
     "DataConfig": "aam_core.config",
     "ModelConfig": "aam_core.config",

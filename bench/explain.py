@@ -73,12 +73,12 @@ def main() -> None:
     import numpy as np
     import torch
 
+    from aam_core.attribution import compute, get_method
+    from aam_core.attribution.agreement import forest_importance, spearman
+    from aam_core.attribution.data import load_explain_data
+    from aam_core.attribution.faithfulness import deletion_curves
+    from aam_core.attribution.figures import feature_label
     from aam_core.data.samples import read_sample_list
-    from aam_core.explain import compute, get_method
-    from aam_core.explain.agreement import forest_importance, spearman
-    from aam_core.explain.data import load_explain_data
-    from aam_core.explain.faithfulness import deletion_curves
-    from aam_core.explain.figures import feature_label
 
     torch.set_num_threads(args.threads)
     report: dict = {"threads": args.threads, "device": "cpu"}

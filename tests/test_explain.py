@@ -21,12 +21,12 @@ from conftest import TINY_MODEL, random_sequences
 from scipy import sparse
 
 import aam_core
+from aam_core.attribution import explain
+from aam_core.attribution.agreement import forest_importance, spearman
+from aam_core.attribution.data import load_explain_data
+from aam_core.attribution.results import ATTENTION
 from aam_core.data.batching import collate
 from aam_core.errors import ConfigError
-from aam_core.explain import explain
-from aam_core.explain.agreement import forest_importance, spearman
-from aam_core.explain.data import load_explain_data
-from aam_core.explain.results import ATTENTION
 
 PLANTED_TRAINING = {
     "embedding_dim": 16,
@@ -317,10 +317,10 @@ def test_unknown_method_lists_the_choices(tiny_run):
         explain(checkpoint, data.table, method="shap", progress=False)
 
 
-def test_explain_is_exported_and_callable():
-    import aam_core.explain.results  # noqa: F401 - binds the package to aam_core.explain
+def test_explain_is_exported_and_stays_the_function():
+    import aam_core.attribution.results  # noqa: F401 - importing the package must not shadow it
 
-    assert callable(aam_core.explain)
+    assert aam_core.explain is explain
     assert "explain" in aam_core.__all__
 
 

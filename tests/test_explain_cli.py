@@ -14,8 +14,8 @@ import pytest
 from conftest import TINY_MODEL, write_tiny_data
 
 import aam_core
-from aam_core.explain import explain
-from aam_core.explain.figures import feature_label, importance_figure, waterfall_figure
+from aam_core.attribution import explain
+from aam_core.attribution.figures import feature_label, importance_figure, waterfall_figure
 
 TAXA = [
     ["k__Bacteria", "p__Firmicutes", "c__Bacilli", "o__Lactobacillales", "f__Streptococcaceae", "g__Streptococcus", "s__"],
@@ -295,7 +295,7 @@ def test_feature_labels_name_the_most_specific_rank():
 
 
 def test_a_failure_while_writing_leaves_nothing(run, tmp_path, monkeypatch):
-    from aam_core.explain import figures
+    from aam_core.attribution import figures
 
     def broken(explanation, sample_id, top=10):  # noqa: ARG001 - waterfall_figure signature
         raise RuntimeError("disk full")

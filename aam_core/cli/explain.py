@@ -45,7 +45,7 @@ def command(
     aam explain --model run/checkpoints/best.pt --table table.biom --metadata md.tsv \\
         --output-dir explain --faithfulness
     """
-    from aam_core.explain.api import explain
+    from aam_core.attribution.api import explain
 
     result = explain(
         model_path,

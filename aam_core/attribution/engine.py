@@ -16,8 +16,8 @@ import attrs
 import numpy as np
 import torch
 
+from aam_core.attribution.data import ExplainData
 from aam_core.data.batching import Batch, iter_batches
-from aam_core.explain.data import ExplainData
 
 #: Rows of masked copies scored in one forward pass.
 CHUNK_ROWS = 256

@@ -1,4 +1,4 @@
-"""``aam explain``: which ASVs drive a prediction, and how far to trust the answer.
+"""Attribution for ``aam explain``: which ASVs drive a prediction, and how far to trust the answer.
 
 For every explained sample and every ASV the model reads in it, a value in the target's original
 units ("this ASV moved the predicted age by +2.1 years"; for a classifier, the predicted class's
@@ -20,23 +20,7 @@ with the random forest's importances and between methods. Global importance is d
 :mod:`.results`; the files in :mod:`.outputs`.
 """
 
-import sys
-import types
-
-from aam_core.explain.api import ExplainResult, compute, explain
-from aam_core.explain.methods import DEFAULT_METHOD, METHODS, get_method
+from aam_core.attribution.api import ExplainResult, compute, explain
+from aam_core.attribution.methods import DEFAULT_METHOD, METHODS, get_method
 
 __all__ = ["DEFAULT_METHOD", "METHODS", "ExplainResult", "compute", "explain", "get_method"]
-
-
-class _CallablePackage(types.ModuleType):
-    """``aam_core.explain`` is both this package and the exported function: once any module
-    of the package is imported, Python binds the package to that attribute of ``aam_core``
-    and the lazy export is never consulted. Calling the package calls :func:`explain`, so
-    ``aam_core.explain(...)`` works whichever of the two the name holds."""
-
-    def __call__(self, *args, **kwargs):
-        return explain(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallablePackage

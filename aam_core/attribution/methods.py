@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import attrs
 
+from aam_core.attribution import attention, gradients, occlusion
+from aam_core.attribution.results import ATTENTION, ATTRIBUTION
 from aam_core.errors import ConfigError
-from aam_core.explain import attention, gradients, occlusion
-from aam_core.explain.results import ATTENTION, ATTRIBUTION
 
 
 @attrs.frozen

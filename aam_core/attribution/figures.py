@@ -22,7 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from aam_core.explain.results import ATTENTION, Explanation  # noqa: E402
+from aam_core.attribution.results import ATTENTION, Explanation  # noqa: E402
 from aam_core.files import write_atomic  # noqa: E402
 
 _UP, _DOWN, _GREY, _DARK = "#c0392b", "#2c7fb8", "#999999", "#333333"

@@ -39,9 +39,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from aam_core.explain.data import ExplainData
-from aam_core.explain.engine import CHUNK_ROWS, SampleBatch, copies, full_predictions
-from aam_core.explain.results import BatchResult
+from aam_core.attribution.data import ExplainData
+from aam_core.attribution.engine import CHUNK_ROWS, SampleBatch, copies, full_predictions
+from aam_core.attribution.results import BatchResult
 
 STEPS = 32
 BASELINE = "the sample with every ASV's vector and count set to zero (same slots and total)"

@@ -29,9 +29,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from aam_core.explain.data import ExplainData
-from aam_core.explain.engine import SampleBatch, full_predictions, masked_scores
-from aam_core.explain.results import BatchResult
+from aam_core.attribution.data import ExplainData
+from aam_core.attribution.engine import SampleBatch, full_predictions, masked_scores
+from aam_core.attribution.results import BatchResult
 
 BASELINE = "the sample with all its ASVs removed (metadata only)"
 

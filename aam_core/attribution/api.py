@@ -1,4 +1,4 @@
-"""``explain(...)``: the one function ``aam explain`` and ``aam_core.explain`` run."""
+"""``explain(...)``: the one function ``aam explain`` and ``aam_core.attribution`` run."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from aam_core.attribution.data import ExplainData, load_explain_data
+from aam_core.attribution.engine import sample_batches
+from aam_core.attribution.methods import DEFAULT_METHOD, Method, get_method
+from aam_core.attribution.results import ATTENTION, Explanation
 from aam_core.errors import ConfigError, DataError
-from aam_core.explain.data import ExplainData, load_explain_data
-from aam_core.explain.engine import sample_batches
-from aam_core.explain.methods import DEFAULT_METHOD, Method, get_method
-from aam_core.explain.results import ATTENTION, Explanation
 from aam_core.loading import LoadedModel
 from aam_core.outdir import check_output_dir
 
@@ -183,7 +183,7 @@ def explain(
         model, table, metadata=metadata, sequences=sequences, samples=samples, device=device
     )
     if chosen.kind == ATTENTION:
-        from aam_core.explain.attention import check_pooling
+        from aam_core.attribution.attention import check_pooling
 
         check_pooling(data)
     if sample is not None and str(sample) not in set(data.sample_ids):
@@ -194,7 +194,7 @@ def explain(
     seconds = time.perf_counter() - started
     curves = None
     if faithfulness:
-        from aam_core.explain.faithfulness import deletion_curves
+        from aam_core.attribution.faithfulness import deletion_curves
 
         with tqdm(
             total=len(data.rows),
@@ -264,8 +264,8 @@ def _write_all(
     curves: dict | None,
     seconds: float,
 ) -> dict[str, Path]:
-    from aam_core.explain import figures
-    from aam_core.explain.outputs import write_json, write_tables
+    from aam_core.attribution import figures
+    from aam_core.attribution.outputs import write_json, write_tables
 
     folder.mkdir(parents=True, exist_ok=True)
     files = write_tables(explanation, folder, data.actual())

@@ -22,9 +22,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from aam_core.explain.data import ExplainData
-from aam_core.explain.engine import full_predictions, masked_scores, sample_batches
-from aam_core.explain.results import Explanation
+from aam_core.attribution.data import ExplainData
+from aam_core.attribution.engine import full_predictions, masked_scores, sample_batches
+from aam_core.attribution.results import Explanation
 
 K_MAX = 20
 REPEATS = 3

@@ -14,12 +14,12 @@ from pathlib import Path
 import attrs
 import numpy as np
 
+from aam_core.attribution.target import Target
 from aam_core.checkpoint import load_checkpoint
 from aam_core.data.dataset import Dataset
 from aam_core.data.samples import resolve_samples
 from aam_core.data.table import read_table
 from aam_core.errors import AAMError, CheckpointError, DataError
-from aam_core.explain.target import Target
 from aam_core.inference import _prediction_data
 from aam_core.loading import LoadedModel, restore
 

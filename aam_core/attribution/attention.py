@@ -16,10 +16,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from aam_core.attribution.data import ExplainData
+from aam_core.attribution.engine import SampleBatch, full_predictions
+from aam_core.attribution.results import BatchResult
 from aam_core.errors import ConfigError
-from aam_core.explain.data import ExplainData
-from aam_core.explain.engine import SampleBatch, full_predictions
-from aam_core.explain.results import BatchResult
 
 
 def check_pooling(data: ExplainData) -> None:

@@ -25,7 +25,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from aam_core.explain.results import ATTENTION, Explanation
+from aam_core.attribution.results import ATTENTION, Explanation
 from aam_core.files import write_atomic, write_text_atomic, write_tsv_atomic
 
 
