@@ -3,7 +3,10 @@
 Which heads exist follows the run: the target head for a supervised run, the hidden-abundance
 head with ``--count-prediction`` (and a non-zero weight), the UniFrac head with
 ``--unifrac-penalty``, the nucleotide head with ``--nuc-penalty``. A head whose loss is off is
-not built at all, so every parameter gets a gradient (which DistributedDataParallel requires).
+not built at all, and a part no loss reaches is frozen (``requires_grad`` off): the count head
+when no abundance is ever hidden (``--count-mask-ratio 0``), and the sample-level path (sample
+encoder, pooling, the ASV encoder's readout) when only masked nucleotides are learned. So every
+trainable parameter gets a gradient at every step, which DistributedDataParallel requires.
 """
 
 from __future__ import annotations
@@ -104,6 +107,17 @@ class AAMModel(nn.Module):
         self.output_scaling = None
         if scaling is not None and heads.out_dim:
             self.output_scaling = ConditionalScaling(scaling[1], heads.out_dim)
+        for module in self._unreached(heads):
+            module.requires_grad_(False)
+
+    def _unreached(self, heads: Heads) -> list[nn.Module]:
+        """Modules no loss of this run reaches (kept, so checkpoints keep one layout)."""
+        out: list[nn.Module] = []
+        if self.count_head is not None and not heads.maskable_counts:
+            out.append(self.count_head)  # the count loss reads hidden abundances only
+        if heads.out_dim is None and not heads.unifrac and not heads.counts:
+            out += [m for m in (self.sample_encoder, self.pool, self.asv_encoder.readout) if m is not None]
+        return out
 
     def conditioning_parameters(self) -> list[nn.Parameter]:
         """Categorical embeddings, fusion and output scaling: the ``--categorical-lr`` group."""
@@ -123,11 +137,13 @@ class AAMModel(nn.Module):
         if batch.asv_embeddings is not None:
             asv = batch.asv_embeddings
         else:
-            patches = self.asv_encoder.patches(batch.asv_tokens)
+            patches = self.asv_encoder.patches(batch.asv_tokens, full=batch.full_asvs)
             asv = self.asv_encoder.readout_of(patches)
             if self.nucleotide_head is not None:
                 nucleotides = self.nucleotide_head(patches)
-        h = self.sample_encoder(asv[batch.asv_index], batch.counts, batch.mask, batch.totals, batch.count_mask)
+        h = self.sample_encoder(
+            asv[batch.asv_index], batch.counts, batch.mask, batch.totals, batch.count_mask, full=batch.full_samples
+        )
         return h, nucleotides
 
     def pooled(self, h: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -64,16 +64,18 @@ class ASVEncoder(nn.Module):
         mask = (asv_tokens != PAD).reshape(u, n_patches, p).any(-1)
         return self.patch(x) + self.positions[:n_patches], mask
 
-    def patches(self, asv_tokens: torch.Tensor) -> torch.Tensor:
-        """``[U, L]`` → contextual patch vectors ``[U, P, D]`` (zero at padding patches)."""
+    def patches(self, asv_tokens: torch.Tensor, full: bool = False) -> torch.Tensor:
+        """``[U, L]`` → contextual patch vectors ``[U, P, D]`` (zero at padding patches).
+        ``full``: every real row spans all P patches, so attention needs no mask (rows of pure
+        padding then attend to padding, and are zeroed like any padding)."""
         x, mask = self.tokens(asv_tokens)
-        return self.transformer(x, mask) * mask[..., None]
+        return self.transformer(x, None if full else mask) * mask[..., None]
 
     def readout_of(self, patches: torch.Tensor) -> torch.Tensor:
         """Patch vectors ``[U, P, D]`` → one vector per ASV ``[U, D]``."""
         h = F.pad(patches, (0, 0, 0, self.positions.shape[0] - patches.shape[1]))
         return self.readout(h.flatten(1))
 
-    def forward(self, asv_tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, asv_tokens: torch.Tensor, full: bool = False) -> torch.Tensor:
         """``[U, L]`` → ``[U, D]``."""
-        return self.readout_of(self.patches(asv_tokens))
+        return self.readout_of(self.patches(asv_tokens, full))

@@ -1,5 +1,9 @@
 """Building blocks: a pre-norm transformer block on ``scaled_dot_product_attention`` and masked
-attention pooling. Both are safe on rows that are entirely padding (no NaN)."""
+attention pooling. Both are safe on rows that are entirely padding (no NaN).
+
+A stack given no mask attends everywhere: a batch whose host-side flags say no real row is padded
+passes ``None``, and SDPA may then pick its fused (flash) kernels, which take no mask. Deciding
+that on the device (``mask.all()``) would make the host wait for the GPU at every layer call."""
 
 from __future__ import annotations
 
@@ -8,9 +12,12 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def key_mask(mask: torch.Tensor) -> torch.Tensor:
+def key_mask(mask: torch.Tensor | None) -> torch.Tensor | None:
     """``[B, L]`` key-padding mask → ``[B, 1, 1, L]`` attention mask; all-padding rows attend to
-    everything (their output is discarded later) so softmax never sees only -inf."""
+    everything (their output is discarded later) so softmax never sees only -inf. ``None`` (no
+    padding) stays ``None``."""
+    if mask is None:
+        return None
     empty = ~mask.any(dim=-1, keepdim=True)
     return (mask | empty)[:, None, None, :]
 
@@ -30,7 +37,7 @@ class TransformerBlock(nn.Module):
         )
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
         b, n, d = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(b, n, 3, self.heads, d // self.heads).unbind(2)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))
@@ -47,7 +54,8 @@ class TransformerStack(nn.Module):
         )
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """``mask [B, L]`` True where a position is real; None when every position is."""
         attn_mask = key_mask(mask)
         for block in self.blocks:
             x = block(x, attn_mask)

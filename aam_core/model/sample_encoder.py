@@ -33,11 +33,13 @@ class SampleEncoder(nn.Module):
         mask: torch.Tensor,
         totals: torch.Tensor,
         hidden: torch.Tensor | None = None,
+        full: bool = False,
     ) -> torch.Tensor:
+        """``full``: no sample has padding slots (the transformer then runs without a mask)."""
         counts = counts.float() * mask
         total = totals.float()[:, None].clamp_min(1.0)
         features = torch.stack([torch.log1p(counts), counts / total * 10.0], dim=-1)
         abundance = self.abundance(features)
         if hidden is not None and self.hidden_abundance is not None:
             abundance = torch.where(hidden[..., None], self.hidden_abundance.to(abundance.dtype), abundance)
-        return self.transformer(asv + abundance.to(asv.dtype), mask)
+        return self.transformer(asv + abundance.to(asv.dtype), None if full else mask)
