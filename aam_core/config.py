@@ -268,6 +268,25 @@ class TrainConfig:
     freeze_base: bool = attrs.field(
         default=False, metadata=_help("Keep the pretrained ASV encoder fixed (its embeddings are cached).", PRETRAINING)
     )
+    loader_workers: int | None = attrs.field(
+        default=None,
+        validator=non_negative,
+        metadata=_help(
+            "Processes building batches ahead of the training step [default: up to 4 per GPU process on CUDA, 0 on CPU].",
+            TRAINING,
+        ),
+    )
+    fsdp_sharded_checkpoint: bool = attrs.field(
+        default=False,
+        metadata=_help(
+            "With --parallel fsdp, also save each process's shard (torch.distributed.checkpoint) in checkpoints/sharded/ beside last.pt.",
+            TRAINING,
+            strategy_option=True,
+        ),
+    )
+    #: Options of the parallel strategy plugin (``--strategy-option KEY=VALUE``); a strategy's own
+    #: flag (``--fsdp-sharded-checkpoint``) reaches it too.
+    strategy_options: dict[str, Any] = attrs.field(factory=dict, metadata={"cli": False})
 
 
 @attrs.define

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
+
+from aam_core.data.batching import ShardSampler
 
 #: ``pool(h [B, S, D], mask [B, S] bool) -> [B, D]``: the model's attention pooling.
 Pool = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -86,7 +90,32 @@ class TargetTransform(abc.ABC):
 
 
 class ParallelStrategy(abc.ABC):
-    """Places the model, shards the data, reduces metrics and decides which rank writes."""
+    """Where a run computes and how its processes cooperate (shaped after Lightning Fabric's
+    ``Strategy``). One process per device; a multi-process strategy runs under ``torchrun`` and
+    learns its rank from the environment torchrun sets.
+
+    The Trainer and the tasks call only these methods. Unless a method says otherwise, every
+    process calls it, in the same order (a collective): a process that skips one hangs the others.
+
+    - once: ``setup(module, make_optimizer)`` → what the loop calls and its optimizer (built from
+      the set-up module's parameters: FSDP replaces them by shards); ``sampler(n, seed=...)`` → the
+      epoch order, an equal share per process.
+    - each step: forward and backward inside ``no_backward_sync(module, skip)`` (``skip`` on the
+      micro-batches of gradient accumulation), ``clip_gradients(module, max_norm)`` before the
+      optimizer step; ``all_gather`` (with gradient) for losses over pairs of samples.
+    - decisions and metrics: ``all_reduce``, ``broadcast``, ``barrier``.
+    - checkpoints: ``module_state_dict`` and ``optimizer_state_dict`` (full, on CPU, complete on
+      the global-zero process, which alone writes), ``load_*`` to restore them, and
+      ``save_sharded_state`` for per-process shards when a strategy keeps them (every process
+      writes its own there).
+    - at the end, also after an error: ``teardown()``.
+
+    The defaults are those of one process.
+    """
+
+    #: True when ``setup`` replaces the module's parameters by per-process shards (FSDP): the set-up
+    #: module then runs only inside the process group, and the run hands back a plain copy.
+    shards_parameters: bool = False
 
     @property
     @abc.abstractmethod
@@ -94,34 +123,100 @@ class ParallelStrategy(abc.ABC):
         """Device this process computes on."""
 
     @property
-    def is_global_zero(self) -> bool:
-        """True on the one process that writes files and logs."""
-        return True
-
-    @property
     def world_size(self) -> int:
+        """Processes taking part (1 for one process)."""
         return 1
 
+    @property
+    def global_rank(self) -> int:
+        """This process's index among ``world_size`` (0 for one process)."""
+        return 0
+
+    @property
+    def is_global_zero(self) -> bool:
+        """True on the one process that writes files and logs."""
+        return self.global_rank == 0
+
+    # -- set-up ---------------------------------------------------------------------------------
     @abc.abstractmethod
     def setup_module(self, module: nn.Module) -> nn.Module:
         """Move/wrap the module for this strategy; return what to call in the loop."""
 
+    def setup(
+        self, module: nn.Module, make_optimizer: Callable[[nn.Module], torch.optim.Optimizer]
+    ) -> tuple[nn.Module, torch.optim.Optimizer]:
+        """Set up the module, then build its optimizer from the set-up module's parameters
+        (``make_optimizer`` receives the plain module, with sharded parameters under FSDP)."""
+        wrapped = self.setup_module(module)
+        return wrapped, make_optimizer(self.unwrap(wrapped))
+
     def unwrap(self, module: nn.Module) -> nn.Module:
-        """The plain model inside whatever ``setup_module`` returned (for saving)."""
+        """The model inside whatever ``setup_module`` returned (its attributes, its submodules)."""
         return module
 
-    def shard(self, indices: Sequence[int]) -> list[int]:
-        """This process's share of an epoch's sample indices."""
-        return list(indices)
+    # -- a step ---------------------------------------------------------------------------------
+    def no_backward_sync(self, module: nn.Module, skip: bool) -> AbstractContextManager:
+        """Around forward and backward: with ``skip``, gradients stay local (accumulation)."""
+        del module, skip  # one process: nothing to synchronise
+        return nullcontext()
 
+    def clip_gradients(self, module: nn.Module, max_norm: float) -> torch.Tensor:
+        """Scale the gradients so their global norm is at most ``max_norm``; returns the norm."""
+        return nn.utils.clip_grad_norm_(self.unwrap(module).parameters(), max_norm)
+
+    # -- data -----------------------------------------------------------------------------------
+    def sampler(self, n: int, *, seed: int) -> ShardSampler:
+        """This process's share of ``n`` items per epoch (``set_epoch`` reshuffles): the same
+        seeded order on every process, equal shares, so every process takes the same steps."""
+        return ShardSampler(n, replicas=self.world_size, rank=self.global_rank, seed=seed)
+
+    # -- collectives ----------------------------------------------------------------------------
     def all_reduce(self, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
-        """Reduce a tensor over processes (``sum`` or ``mean``)."""
+        """A reduced copy of ``tensor`` over processes (``sum``, ``mean`` or ``max``)."""
         del op  # one process: nothing to reduce
         return tensor
+
+    def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Every process's ``tensor`` stacked ``[world_size, *shape]`` (equal shapes), with a
+        gradient that flows back to each process's own slice."""
+        return tensor.unsqueeze(0)
+
+    def broadcast(self, obj: Any, src: int = 0) -> Any:
+        """Process ``src``'s ``obj`` (picklable) on every process."""
+        del src  # one process: it is the source
+        return obj
 
     def barrier(self) -> None:
         """Wait for every process."""
         return None
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def module_state_dict(self, module: nn.Module) -> dict[str, torch.Tensor]:
+        """The full weights on CPU, complete on the global-zero process (others may get {})."""
+        return {k: v.detach().cpu() for k, v in self.unwrap(module).state_dict().items()}
+
+    def load_module_state_dict(self, module: nn.Module, state: dict[str, torch.Tensor]) -> None:
+        """Load full weights (as ``module_state_dict`` returns them, given on every process)."""
+        self.unwrap(module).load_state_dict(state)
+
+    def optimizer_state_dict(self, module: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        """The optimizer's full state, complete on the global-zero process."""
+        del module  # the plain optimizer state describes the parameters by position
+        return optimizer.state_dict()
+
+    def load_optimizer_state_dict(
+        self, module: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]
+    ) -> None:
+        """Restore what ``optimizer_state_dict`` returned (given on every process)."""
+        del module  # see optimizer_state_dict
+        optimizer.load_state_dict(state)
+
+    def save_sharded_state(self, module: nn.Module, optimizer: torch.optim.Optimizer, directory: Path) -> bool:
+        """Every process writes its shard of the training state into ``directory`` (replacing
+        what is there), when this strategy keeps shards besides the full checkpoint; True then
+        (the same answer on every process), once every process has finished. Default: False."""
+        del module, optimizer, directory  # one process: the full checkpoint is everything
+        return False
 
     def teardown(self) -> None:
         """Release process groups and devices."""

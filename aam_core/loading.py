@@ -44,8 +44,11 @@ class LoadedModel:
         return predict(self, table, **kwargs)
 
 
-def model_payload(loaded: LoadedModel, *, epoch: int, metrics: dict[str, float]) -> dict[str, Any]:
-    """What goes into ``best.pt``/``last.pt`` apart from the training state."""
+def model_payload(
+    loaded: LoadedModel, *, epoch: int, metrics: dict[str, float], model_state: dict[str, torch.Tensor] | None = None
+) -> dict[str, Any]:
+    """What goes into ``best.pt``/``last.pt`` apart from the training state; ``model_state`` is
+    the full weights when the model's own are sharded over processes."""
     encoding = loaded.encoding
     transform = None if encoding is None else encoding.transform
     plain = {
@@ -62,7 +65,9 @@ def model_payload(loaded: LoadedModel, *, epoch: int, metrics: dict[str, float])
     }
     # Through JSON so only plain types reach the file: checkpoints load with weights_only=True.
     plain = json.loads(json.dumps(plain, default=float))
-    plain["model_state"] = {k: v.detach().cpu() for k, v in loaded.model.state_dict().items()}
+    if model_state is None:
+        model_state = {k: v.detach().cpu() for k, v in loaded.model.state_dict().items()}
+    plain["model_state"] = model_state
     return plain
 
 

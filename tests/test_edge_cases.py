@@ -111,12 +111,14 @@ def test_overriding_the_fusion_of_a_config_file_drops_its_options(tmp_path):
 
 
 def test_training_reads_only_the_strategy_shard(tiny_data, tiny_model):
-    import torch
-
     from aam_core.model.build import build_model
     from aam_core.targets import TargetEncoding
     from aam_core.training.supervised import Split, SupervisedTask
+    from aam_plugins.parallel.single import SingleDeviceStrategy
     from aam_plugins.transforms.zscore import ZScoreTransform
+
+    class FirstOfTwo(SingleDeviceStrategy):
+        world_size = 2  # process 0 of 2: its sampler deals it every other row of the order
 
     config = build_config(table=str(tiny_data.table), max_asvs=8, **{**tiny_model, "batch_size": 4})
     dataset = load_dataset(tiny_data.config())
@@ -125,7 +127,7 @@ def test_training_reads_only_the_strategy_shard(tiny_data, tiny_model):
     task = SupervisedTask(
         config=config, model=build_model(config, out_dim=1, category_sizes=[], scaling=None), dataset=dataset,
         split=Split(train=rows, val=rows[:0]), codes=np.zeros((len(dataset), 0), dtype=np.int64),
-        encoding=encoding, device=torch.device("cpu"), shard=lambda order: list(order[::2]),
+        encoding=encoding, strategy=FirstOfTwo(device="cpu"),
     )  # fmt: skip
     seen = np.concatenate([b.rows for b in task.train_batches(epoch=1)])
     assert len(seen) == len(rows[::2]) == task.n_train_batches() * 4 - (-len(rows[::2]) % 4)

@@ -2,19 +2,26 @@
 
 A task supplies batches, a loss and a validation pass; the :class:`Trainer` owns optimisation
 (AdamW, warmup + cosine, clipping, accumulation, mixed precision on CUDA), early stopping,
-progress, and its own resumable state: optimizer, scheduler, RNG streams and the loop position,
-down to the batch inside an epoch.
+progress, and its own resumable state: optimizer, scheduler and the loop position, down to the
+batch inside an epoch. Everything that depends on how many processes there are goes through the
+:class:`~aam_core.interfaces.ParallelStrategy`: setting up the module and optimizer, skipping the
+gradient synchronisation on accumulation micro-batches, clipping, the collective state dicts and
+every decision the processes must take together.
 
-Resuming exactly rests on two facts: every shuffle and mask is a function of (seed, epoch,
-batch), never of a global random stream, and the one global stream that is used (dropout) is
-saved and restored. A batch position is saved only at optimizer-step boundaries.
+Resuming exactly rests on one fact: every shuffle and mask is a function of (seed, epoch, batch),
+never of a global random stream — dropout included: the global stream is reseeded from (seed,
+epoch, batch, process) before each step, so no process's random state needs saving or gathering.
+A batch position is saved only at optimizer-step boundaries.
+
+On a GPU the host never waits for the device inside a step: losses accumulate on the device, and
+non-finite values, stop signals and the checkpoint timer are looked at together every
+``check_every`` steps (one small all-reduce when there are several processes).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import random
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -29,7 +36,7 @@ from tqdm.auto import tqdm
 
 from aam_core.config import TrainConfig
 from aam_core.data.batching import Batch
-from aam_core.errors import RunInterrupted, TrainingError
+from aam_core.errors import ConfigError, RunInterrupted, TrainingError
 from aam_core.interfaces import ParallelStrategy
 from aam_core.training.schedule import make_optimizer, warmup_cosine
 
@@ -79,6 +86,7 @@ class LoopState:
     n_samples: int = 0  # this epoch's samples so far
     seconds: float = 0.0  # this epoch's training time so far
     epoch_lrs: dict[str, float] = attrs.field(factory=dict)  # the rates this epoch started with
+    world_size: int = 1  # processes that trained it (a batch position means a share of theirs)
 
 
 @attrs.define
@@ -97,24 +105,9 @@ def autocast_factory(device: torch.device, enabled: bool) -> Callable[[], Any]:
     return nullcontext
 
 
-def rng_state() -> dict[str, Any]:
-    """Every global random stream, in types ``torch.load(weights_only=True)`` accepts."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": [kind, torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), float(cached)],
-        "python": random.getstate(),
-    }
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    random.setstate(state["python"])
+def step_seed(seed: int, epoch: int, index: int, rank: int) -> int:
+    """The global random stream's seed for batch ``index`` of ``epoch`` on process ``rank``."""
+    return int(np.random.SeedSequence([seed, epoch, index, rank]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
 class StopSignal:
@@ -150,7 +143,10 @@ class Trainer:
 
     ``save(state_dict)`` is called whenever ``last.pt`` should be written mid-epoch (every
     ``--checkpoint-every`` steps, every 10 minutes, and when a stop signal arrives);
-    ``on_epoch(epoch, validation, improved, train_logs)`` after each validation.
+    ``on_epoch(epoch, validation, improved, train_logs)`` after each validation. Both are called
+    on every process (the state dicts are collective); the run decides which one writes.
+    ``conditioning(model)`` names the parameters of the ``--categorical-lr`` group, asked of the
+    set-up model (whose parameters a sharding strategy has replaced).
     """
 
     def __init__(
@@ -160,35 +156,43 @@ class Trainer:
         settings: TrainConfig,
         strategy: ParallelStrategy,
         *,
-        conditioning: list[nn.Parameter],
+        conditioning: Callable[[nn.Module], list[nn.Parameter]],
     ):
         self.model, self.task, self.settings, self.strategy = model, task, settings, strategy
-        self.module = strategy.setup_module(model)
-        self.optimizer = make_optimizer(
-            model, settings.lr, settings.weight_decay, conditioning, settings.categorical_lr
-        )
+
+        def optimizer_for(module: nn.Module) -> torch.optim.Optimizer:
+            return make_optimizer(module, settings.lr, settings.weight_decay, conditioning(module), settings.categorical_lr)
+
+        self.module, self.optimizer = strategy.setup(model, optimizer_for)
         self.steps_per_epoch = math.ceil(task.n_train_batches() / settings.grad_accum)
         self.scheduler = warmup_cosine(self.optimizer, settings.epochs * self.steps_per_epoch, settings.warmup_fraction)
         self.autocast = autocast_factory(strategy.root_device, settings.amp)
-        self.state = LoopState()
-        # Checking a CUDA loss for NaN every step would wait on the GPU; check every N steps.
+        self.state = LoopState(world_size=strategy.world_size)
+        # Asking a CUDA loss whether it is finite waits for the GPU; look every N steps instead.
         self.check_every = 1 if strategy.root_device.type == "cpu" else 25
 
     # -- state ----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """Optimizer, scheduler and loop position (collective: call on every process)."""
         return {
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": self.strategy.optimizer_state_dict(self.module, self.optimizer),
             "scheduler": self.scheduler.state_dict(),
             "scaler": None,  # bfloat16 autocast needs no gradient scaler
-            "rng": rng_state(),
             "loop": attrs.asdict(self.state),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
+        loop = LoopState(**{**state["loop"], "world_size": state["loop"].get("world_size", 1)})
+        if loop.batch and loop.world_size != self.strategy.world_size:
+            raise ConfigError(
+                f"This checkpoint stopped inside epoch {loop.epoch} with {loop.world_size} process(es); "
+                f"resume it with {loop.world_size}, not {self.strategy.world_size} (a batch position is a "
+                "share of that many processes), or from a checkpoint saved at an epoch end."
+            )
+        self.strategy.load_optimizer_state_dict(self.module, self.optimizer, state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
-        self.state = LoopState(**state["loop"])
+        loop.world_size = self.strategy.world_size
+        self.state = loop
 
     def finished(self) -> str | None:
         """Why the loop has nothing left to do (all epochs run, or early-stopped), else None."""
@@ -219,11 +223,19 @@ class Trainer:
     # -- the loop -------------------------------------------------------------------------------
     def _optimizer_step(self) -> None:
         if self.settings.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
+            self.strategy.clip_gradients(self.module, self.settings.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.state.global_step += 1
+
+    def _agree(self, *flags: bool | torch.Tensor) -> list[bool]:
+        """Decisions every process takes together: true on one process, true on all."""
+        if self.strategy.world_size == 1:
+            return [bool(f) for f in flags]
+        device = self.strategy.root_device
+        local = torch.stack([torch.as_tensor(f, device=device).float().reshape(()) for f in flags])
+        return [bool(v) for v in self.strategy.all_reduce(local, op="max").tolist()]
 
     def _raise_non_finite(self, value: float, index: int) -> None:
         raise TrainingError(
@@ -233,9 +245,9 @@ class Trainer:
         )
 
     def _train_epoch(self, save: Callable[[dict[str, Any]], None], stop: StopSignal) -> None:
-        state, settings, task = self.state, self.settings, self.task
+        state, settings, task, strategy = self.state, self.settings, self.task, self.strategy
         n_batches = task.n_train_batches()
-        device = self.strategy.root_device
+        device = strategy.root_device
         totals = {k: torch.tensor(v, device=device) for k, v in state.totals.items()}
         bad = torch.zeros((), dtype=torch.bool, device=device)
         started = time.perf_counter() - state.seconds
@@ -249,53 +261,76 @@ class Trainer:
             desc=f"epoch {state.epoch}/{settings.epochs}",
             unit="batch",
             leave=False,
-            disable=None if self.strategy.is_global_zero else True,
+            disable=None if strategy.is_global_zero else True,
         )
         for index, batch in enumerate(bar, start=state.batch + 1):
+            boundary = index % settings.grad_accum == 0 or index == n_batches
             batch = batch.to(device)
-            with self.autocast():
-                loss, parts = task.loss(self.module, batch, state.epoch, index)
-            if self.check_every == 1:
-                if not torch.isfinite(loss):
-                    self._raise_non_finite(loss.item(), index)
-            else:
-                bad |= ~torch.isfinite(loss.detach())
-            (loss / settings.grad_accum).backward()
+            torch.manual_seed(step_seed(settings.seed, state.epoch, index, strategy.global_rank))
+            with strategy.no_backward_sync(self.module, skip=not boundary):
+                with self.autocast():
+                    loss, parts = task.loss(self.module, batch, state.epoch, index)
+                if self.check_every == 1:  # on the CPU a look costs nothing: before backward
+                    value = float(loss.detach())
+                    if self._agree(not math.isfinite(value))[0]:  # here or on another process
+                        self._raise_non_finite(value if not math.isfinite(value) else float("nan"), index)
+                else:
+                    bad |= ~torch.isfinite(loss.detach())
+                (loss / settings.grad_accum).backward()
             for key, value in parts.items():
                 totals[key] = totals.get(key, 0.0) + value.detach().float()
             state.n_samples += batch.size
-            boundary = index % settings.grad_accum == 0 or index == n_batches
             if not boundary:
                 continue
-            if self.check_every > 1 and (index % self.check_every == 0 or index == n_batches) and bool(bad):
-                self._raise_non_finite(float("nan"), index)
+            # one process reads its own stop flag for free; several agree on it with the rest
+            look = index % self.check_every == 0 or index == n_batches or (strategy.world_size == 1 and stop.received is not None)
+            due = bool(settings.checkpoint_every) and index % settings.checkpoint_every == 0
+            save_now = stopping = False
+            if look:
+                timer = time.perf_counter() - last_save > CHECKPOINT_SECONDS
+                non_finite, stopping, timer = self._agree(bad, stop.received is not None, timer)
+                if non_finite:
+                    self._raise_non_finite(float("nan"), index)
+                save_now = stopping or timer
+                if strategy.is_global_zero and "loss" in totals:
+                    bar.set_postfix(
+                        loss=f"{float(totals['loss']) / index:.4f}",
+                        samples_s=f"{state.n_samples / max(time.perf_counter() - started, 1e-9):.1f}",
+                    )
             self._optimizer_step()
             state.batch = index
-            if index % 10 == 0 or index == n_batches:
-                speed = state.n_samples / max(time.perf_counter() - started, 1e-9)
-                bar.set_postfix(loss=f"{float(totals['loss']) / index:.4f}", samples_s=f"{speed:.1f}")
-            due = settings.checkpoint_every and index % settings.checkpoint_every == 0
-            if index < n_batches and (stop.received is not None or due or time.perf_counter() - last_save > CHECKPOINT_SECONDS):
-                if bool(bad):
-                    self._raise_non_finite(float("nan"), index)
+            if index < n_batches and (save_now or due):
+                totals = self._shared_totals(totals)
                 state.totals = {k: float(v) for k, v in totals.items()}
                 state.seconds = time.perf_counter() - started
                 save(self.state_dict())
                 last_save = time.perf_counter()
-                if stop.received is not None:
-                    raise RunInterrupted(stop.received, self.state.epoch, index)
+                if stopping:
+                    raise RunInterrupted(stop.received or signal.SIGTERM, self.state.epoch, index)
         bar.close()
+        if self._agree(bad)[0]:
+            self._raise_non_finite(float("nan"), n_batches)
         state.totals = {k: float(v) for k, v in totals.items()}
         state.seconds = time.perf_counter() - started
 
+    def _shared_totals(self, totals: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Every process's running sums replaced by their mean over processes, so the one saved
+        copy resumes every process: the epoch's mean over processes is unchanged (it is linear)."""
+        if self.strategy.world_size == 1 or not totals:
+            return totals
+        keys = sorted(totals)
+        means = self.strategy.all_reduce(torch.stack([totals[k].float() for k in keys]), op="mean")
+        return dict(zip(keys, means.unbind(), strict=True))
+
     def _epoch_logs(self) -> dict[str, float]:
-        state = self.state
+        state, strategy = self.state, self.strategy
         keys = sorted(state.totals)
         n = max(state.batch, 1)
-        means = torch.tensor([state.totals[k] / n for k in keys], device=self.strategy.root_device)
-        means = self.strategy.all_reduce(means, op="mean").tolist()  # averaged over processes
+        means = torch.tensor([state.totals[k] / n for k in keys], device=strategy.root_device)
+        means = strategy.all_reduce(means, op="mean").tolist()  # averaged over processes
         logs = {f"train/{k}": v for k, v in zip(keys, means, strict=True)}
-        logs["speed/samples_per_s"] = state.n_samples / max(state.seconds, 1e-9)
+        samples = strategy.all_reduce(torch.tensor(float(state.n_samples), device=strategy.root_device)).item()
+        logs["speed/samples_per_s"] = samples / max(state.seconds, 1e-9)  # all processes together
         logs["speed/epoch_seconds"] = state.seconds
         return logs
 
@@ -340,8 +375,8 @@ class Trainer:
                 state.epoch, state.batch, state.totals, state.n_samples, state.seconds = epoch + 1, 0, {}, 0, 0.0
                 on_epoch(epoch, last, improved, train_logs)
                 self.strategy.barrier()
-                if stop.received is not None:
-                    raise RunInterrupted(stop.received, epoch, None)
+                if self._agree(stop.received is not None)[0]:
+                    raise RunInterrupted(stop.received or signal.SIGTERM, epoch, None)
                 if settings.patience and state.stale >= settings.patience:
                     log.info("Early stopping: no improvement for %d epochs.", state.stale)
                     break
@@ -353,4 +388,3 @@ class Trainer:
             epochs_run=len(state.history),
             history=state.history,
         )
-

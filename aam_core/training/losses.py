@@ -25,9 +25,11 @@ def hidden_count_loss(
     return (err * weight).sum() / weight.sum().clamp_min(1.0)
 
 
-def pairwise_distances(z: torch.Tensor) -> torch.Tensor:
-    """Euclidean distances ``[B, B]`` between rows, with a gradient that stays finite at 0."""
-    diff = z[:, None, :] - z[None, :, :]
+def pairwise_distances(a: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+    """Euclidean distances ``[A, B]`` between the rows of ``a`` and of ``b`` (``a`` itself when
+    None), with a gradient that stays finite at 0."""
+    b = a if b is None else b
+    diff = a[:, None, :] - b[None, :, :]
     return torch.sqrt((diff * diff).sum(-1) + 1e-12)
 
 
@@ -39,13 +41,24 @@ def unifrac_pairs(z: torch.Tensor, distances: torch.Tensor) -> tuple[torch.Tenso
     return pairwise_distances(z.float())[i, j], distances.float()[i, j]
 
 
-def unifrac_loss(z: torch.Tensor, distances: torch.Tensor) -> torch.Tensor:
-    """Mean squared error between predicted and exact UniFrac over the batch's pairs (zero for a
-    batch of one sample, which has no pair)."""
-    predicted, truth = unifrac_pairs(z, distances)
-    if predicted.numel() == 0:
+def unifrac_loss(z: torch.Tensor, distances: torch.Tensor, *, offset: int = 0, processes: int = 1) -> torch.Tensor:
+    """Mean squared error between predicted and exact UniFrac over every pair of the ``G``
+    samples of ``z [G, D]`` (zero with fewer than two samples).
+
+    ``distances [B, G]`` holds the rows of samples ``offset .. offset + B`` of ``z``: with several
+    processes, ``z`` is every process's embeddings gathered (with gradient) and each process adds
+    the pairs of its own rows, each pair counted from both ends (the mean over the ``G(G-1)``
+    ordered pairs equals the mean over ``i < j``). Scaled by ``processes`` because the strategy
+    averages gradients over processes: the summed per-process parts are then exactly the loss
+    of one process holding all ``G`` samples, and so are the gradients."""
+    g, b = z.shape[0], distances.shape[0]
+    if g < 2:
         return z.sum() * 0.0
-    return F.mse_loss(predicted, truth)
+    z = z.float()
+    predicted = pairwise_distances(z[offset : offset + b], z)
+    itself = torch.arange(b, device=z.device)[:, None] + offset == torch.arange(g, device=z.device)[None, :]
+    error = ((predicted - distances.float()) ** 2).masked_fill(itself, 0.0)
+    return error.sum() * (processes / (g * (g - 1)))
 
 
 def nucleotide_loss(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -10,7 +10,7 @@ result.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,19 @@ import torch
 from torch import nn
 
 from aam_core.config import RunConfig, read_config_file
-from aam_core.data.batching import Batch, iter_batches
+from aam_core.data.batching import (
+    Batch,
+    BatchKey,
+    BatchLoader,
+    collate,
+    default_workers,
+    epoch_keys,
+)
 from aam_core.data.categories import CategoryEncoder
 from aam_core.data.dataset import Dataset, load_dataset
 from aam_core.data.split import train_val_split
 from aam_core.errors import ConfigError
+from aam_core.interfaces import ParallelStrategy
 from aam_core.loading import LoadedModel, restore
 from aam_core.model.aam import AAMModel
 from aam_core.model.build import build_model
@@ -34,6 +42,7 @@ from aam_core.training import augment, losses
 from aam_core.training.artifacts import RunWriter
 from aam_core.training.loop import LoopResult, Validation
 from aam_core.training.metrics import regression_metrics
+from aam_core.training.passes import AsvTable, gather_rows, plan_pass
 from aam_core.training.plots import save_predicted_vs_actual
 from aam_core.training.run import Run, load_resume_config
 from aam_core.training.unifrac_source import distance_source
@@ -52,6 +61,31 @@ class PretrainResult:
     config: RunConfig
 
 
+@attrs.frozen(eq=False)
+class PretrainBatches:
+    """The batch of a key: rows collated, UniFrac distances to the key's group, and whole patches
+    masked for (seed, epoch, index) — in validation too, as for epoch 0. Holds no model, so
+    ``DataLoader`` workers can run it."""
+
+    dataset: Dataset
+    max_asvs: int
+    bucket: bool
+    seed: int
+    patch_size: int
+    nuc_mask_ratio: float | None  # None: the model has no nucleotide head
+    distances: Callable[[np.ndarray], np.ndarray] | None
+
+    def __call__(self, key: BatchKey) -> Batch:
+        codes = np.zeros((len(self.dataset), 0), dtype=np.int64)
+        batch = collate(self.dataset, key.rows, max_asvs=self.max_asvs, categories=codes, target=None, bucket=self.bucket)
+        if self.distances is not None:
+            batch = attrs.evolve(batch, distances=torch.from_numpy(key.distances(self.distances)).float())
+        if self.nuc_mask_ratio is not None:
+            rng = augment.batch_rng(self.seed, key.epoch, key.index, "nucleotides")
+            batch = augment.mask_patches(batch, self.patch_size, self.nuc_mask_ratio, rng)
+        return batch
+
+
 class PretrainTask:
     """Batches, losses and validation for UniFrac + masked-nucleotide pretraining."""
 
@@ -64,49 +98,46 @@ class PretrainTask:
         train_rows: np.ndarray,
         val_rows: np.ndarray,
         distances: Callable[[np.ndarray], np.ndarray] | None,
-        device: torch.device,
-        shard: Callable[[Sequence[int]], list[int]] = list,
+        strategy: ParallelStrategy,
     ):
         self.config, self.model, self.dataset = config, model, dataset
         self.training = config.training
         self.train_rows, self.val_rows = train_rows, val_rows
         self.distances = distances
-        self.device, self.shard = device, shard
-        self.codes = np.zeros((len(dataset), 0), dtype=np.int64)
-
-    def _batches(self, rows: np.ndarray, epoch: int, start: int) -> Iterator[Batch]:
-        batches = iter_batches(
-            self.dataset,
-            rows,
-            self.training.batch_size,
-            max_asvs=self.config.data.max_asvs,
-            categories=self.codes,
-            target=None,
-            bucket=self.device.type == "cuda",
+        self.strategy = strategy
+        self.device = strategy.root_device
+        cuda = self.device.type == "cuda"
+        self.build = PretrainBatches(
+            dataset=dataset,
+            max_asvs=config.data.max_asvs,
+            bucket=cuda,
+            seed=self.training.seed,
+            patch_size=config.model.patch_size,
+            nuc_mask_ratio=self.training.nuc_mask_ratio if model.nucleotide_head is not None else None,
+            distances=distances,
         )
-        seed, patch = self.training.seed, self.config.model.patch_size
-        for index, batch in enumerate(batches, start=start + 1):
-            if self.distances is not None:
-                batch = attrs.evolve(batch, distances=torch.from_numpy(self.distances(batch.rows)).float())
-            if self.model.nucleotide_head is not None:
-                rng = augment.batch_rng(seed, epoch, index, "nucleotides")
-                batch = augment.mask_patches(batch, patch, self.training.nuc_mask_ratio, rng)
-            yield batch
+        workers = self.training.loader_workers
+        self.loader = BatchLoader(self.build, workers=default_workers(self.device) if workers is None else workers, pin_memory=cuda)
+        self.sampler = strategy.sampler(len(train_rows), seed=self.training.seed)
 
     def train_batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
-        order = np.random.default_rng((self.training.seed, epoch)).permutation(self.train_rows)
-        rows = np.asarray(self.shard(order), dtype=np.int64)[start * self.training.batch_size :]
-        return self._batches(rows, epoch, start)
+        return self.loader(epoch_keys(self.train_rows, self.sampler, epoch, self.training.batch_size, start))
 
     def n_train_batches(self) -> int:
-        return -(-len(self.shard(self.train_rows)) // self.training.batch_size)
+        return -(-len(self.sampler) // self.training.batch_size)
 
-    def _losses(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor], Any]:
+    def _losses(self, model: nn.Module, batch: Batch, training: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor], Any]:
         out = model(batch)
         loss = torch.zeros((), device=batch.mask.device)
         parts: dict[str, torch.Tensor] = {}
         if out.unifrac is not None:
-            unifrac = losses.unifrac_loss(out.unifrac, batch.distances)
+            if training:  # pairs span every process's batch of this step
+                strategy = self.strategy
+                gathered = strategy.all_gather(out.unifrac.contiguous()).flatten(0, 1)
+                offset = strategy.global_rank * batch.size
+                unifrac = losses.unifrac_loss(gathered, batch.distances, offset=offset, processes=strategy.world_size)
+            else:
+                unifrac = losses.unifrac_loss(out.unifrac, batch.distances)
             loss = loss + self.training.unifrac_penalty * unifrac
             parts["unifrac_loss"] = unifrac.detach()
         if out.nucleotides is not None:
@@ -119,32 +150,47 @@ class PretrainTask:
 
     def loss(self, model: nn.Module, batch: Batch, epoch: int, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         del epoch, index  # the masks were drawn when the batch was built
-        loss, parts, _ = self._losses(model, batch)
+        loss, parts, _ = self._losses(model, batch, training=True)
         return loss, parts
 
     def validate(self, model: nn.Module) -> Validation:
         """Distances of every within-batch pair of validation samples, and masked-nucleotide
-        accuracy; the masks are the same at every epoch (drawn as for 'epoch 0')."""
-        total, correct, masked = 0.0, 0.0, 0.0
-        pairs: list[pd.DataFrame] = []
-        for batch in self._batches(self.val_rows, 0, 0):
-            batch = batch.to(self.device)
-            loss, _, out = self._losses(model, batch)
-            total += float(loss) * batch.size
+        accuracy; the masks are the same at every epoch (drawn as for 'epoch 0'). Shared by every
+        process (each batch on one of them), in fp32."""
+        strategy, device = self.strategy, self.device
+        rows = np.asarray(self.val_rows, dtype=np.int64)
+        plan = plan_pass(rows, self.training.batch_size, strategy)
+        table = None
+        if self.model.nucleotide_head is None:  # masked tokens are per batch; plain ones once
+            table = AsvTable.encode(model, self.dataset, rows, max_asvs=self.config.data.max_asvs, strategy=strategy, bucket=device.type == "cuda")
+        sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss × samples, correct, masked
+        pairs = []  # [n, 4]: position of a, of b (in rows), true and predicted distance
+        for batch, real, start in zip(self.loader(plan.keys), plan.real, plan.starts, strict=True):
+            batch = batch.to(device)
+            if table is not None:
+                batch = table.attach(batch)
+            loss, _, out = self._losses(model, batch, training=False)
+            if not real:
+                continue
+            sums[0] += loss.double() * batch.size
             if out.nucleotides is not None:
                 _, c, m = losses.nucleotide_loss(out.nucleotides, batch.nucleotide_target)
-                correct, masked = correct + float(c), masked + float(m)
+                sums[1] += c.double()
+                sums[2] += m.double()
             if out.unifrac is not None and batch.size > 1:
                 predicted, truth = losses.unifrac_pairs(out.unifrac, batch.distances)
-                i, j = np.triu_indices(batch.size, k=1)
-                ids = np.asarray(batch.sample_ids, dtype=object)
-                pairs.append(
-                    pd.DataFrame(
-                        {"sample_a": ids[i], "sample_b": ids[j], "actual": truth.cpu().numpy(), "predicted": predicted.float().cpu().numpy()}
-                    )
-                )
+                i, j = torch.triu_indices(batch.size, batch.size, offset=1, device=device)
+                pairs.append(torch.stack([(i + start).double(), (j + start).double(), truth.double(), predicted.double()], dim=1))
+        total, correct, masked = strategy.all_reduce(sums).tolist()
+        frame = None
+        if self.model.unifrac_head is not None and len(rows) > 1:
+            found = gather_rows(strategy, torch.cat(pairs) if pairs else torch.zeros((0, 4), dtype=torch.float64, device=device))
+            found = found[torch.argsort(found[:, 0] * len(rows) + found[:, 1])].cpu().numpy()
+            ids = np.asarray(self.dataset.sample_ids, dtype=object)[rows]
+            a, b = found[:, 0].astype(np.int64), found[:, 1].astype(np.int64)
+            actual, predicted = found[:, 2].astype(np.float32), found[:, 3].astype(np.float32)
+            frame = pd.DataFrame({"sample_a": ids[a], "sample_b": ids[b], "actual": actual, "predicted": predicted})
         metrics: dict[str, float] = {}
-        frame = pd.concat(pairs, ignore_index=True) if pairs else None
         summary = []
         if frame is not None and len(frame) > 1:
             fit = regression_metrics(frame["actual"], frame["predicted"])
@@ -162,7 +208,7 @@ class PretrainTask:
         if masked:
             metrics["val/nuc_accuracy"] = correct / masked
             summary.append(f"nucleotide accuracy {correct / masked:.3f}")
-        loss = total / max(len(self.val_rows), 1)
+        loss = total / max(len(rows), 1)
         return Validation(score=loss, loss=loss, metrics=metrics, summary=" · ".join(summary), payload=frame)
 
     # -- files ----------------------------------------------------------------------------------
@@ -258,8 +304,7 @@ def pretrain(
         train_rows=train_rows,
         val_rows=val_rows,
         distances=distances,
-        device=run.device,
-        shard=run.strategy.shard,
+        strategy=run.strategy,
     )
     bundle = LoadedModel(config=run_config, model=model, encoder=CategoryEncoder(columns=[]), encoding=None, device=run.device)
     result, metrics = run.execute(task, bundle, splits)

@@ -3,14 +3,20 @@ artifacts.
 
 ``train`` and ``pretrain`` differ only in their task (:mod:`supervised`, :mod:`pretraining`): the
 task supplies batches, losses, validation and what to write at an improvement and at the end.
-The :class:`Run` owns the output directory, checkpoints (with optimizer, scheduler, RNG and loop
+The :class:`Run` owns the output directory, checkpoints (with optimizer, scheduler and loop
 state, so a run resumes exactly), TensorBoard, signals and the run's final state.
+
+With several processes (``--parallel ddp|fsdp`` under torchrun) every process runs all of this:
+state dicts are collective (a sharded model's full weights exist only once gathered), decisions
+are agreed, and only the global-zero process touches the output directory and logs.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,9 +25,11 @@ import torch
 from torch import nn
 
 from aam_core.checkpoint import load_checkpoint
-from aam_core.config import RunConfig, structure, unstructure
-from aam_core.errors import CheckpointError, ConfigError, RunInterrupted, TrainingError
-from aam_core.loading import LoadedModel, model_payload
+from aam_core.config import RunConfig, TrainConfig, structure, unstructure
+from aam_core.errors import AAMError, CheckpointError, ConfigError, RunInterrupted, TrainingError
+from aam_core.interfaces import ParallelStrategy
+from aam_core.loading import LoadedModel, model_payload, restore
+from aam_core.model.aam import AAMModel
 from aam_core.options import build_config
 from aam_core.outdir import check_output_dir
 from aam_core.plugins import get_plugin
@@ -38,6 +46,8 @@ RESUMABLE = {
     ("training", "categorical_lr"),
     ("training", "device"),
     ("training", "checkpoint_every"),
+    ("training", "loader_workers"),
+    ("training", "fsdp_sharded_checkpoint"),
 }
 
 
@@ -96,8 +106,8 @@ class Resume:
                     flag = "--" + key.replace("_", "-")
                     raise ConfigError(
                         f"{flag} {value} differs from the checkpoint's {before[section].get(key)}; a resumed "
-                        "run keeps its settings (only --epochs, --patience, --lr, --categorical-lr and "
-                        "--device may change)."
+                        "run keeps its settings (only --epochs, --patience, --lr, --categorical-lr, "
+                        "--device, --checkpoint-every, --loader-workers and --fsdp-sharded-checkpoint may change)."
                     )
         rates = {}
         if "lr" in options:
@@ -133,6 +143,24 @@ def changed_settings(config: RunConfig) -> list[str]:
     return lines
 
 
+def make_strategy(training: TrainConfig) -> ParallelStrategy:
+    """The ``--parallel`` plugin with its options: ``--strategy-option KEY=VALUE`` and the
+    strategy flags of the config (``--fsdp-sharded-checkpoint``), which must belong to it."""
+    spec = get_plugin("parallel", training.parallel)
+    declared = {f.name for f in attrs.fields(spec.options)} if spec.options is not None else set()
+    values = dict(training.strategy_options)
+    for field in attrs.fields(TrainConfig):
+        value = getattr(training, field.name)
+        if field.metadata.get("strategy_option") and (field.name in declared or value != field.default):
+            values.setdefault(field.name, value)
+    return spec.factory(device=training.device, options=spec.make_options(values))
+
+
+def _all_finite(state: dict[str, torch.Tensor]) -> str | None:
+    """The first non-finite tensor's name, else None."""
+    return next((name for name, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+
+
 class Run:
     """One training run of any task, from an empty (or resumable) output directory to its files."""
 
@@ -142,17 +170,47 @@ class Run:
         self.config, self.command, self.resume = config, command, resume
         self.rates = rates or {}
         self.started = time.perf_counter()
-        if resume is None:
-            check_output_dir(config.output_dir, force)
-        spec = get_plugin("parallel", config.training.parallel)
-        self.strategy = spec.factory(device=config.training.device, options=None)
-        if self.strategy.is_global_zero:
-            changed = changed_settings(config)
-            log.info(
-                "aam %s: settings that differ from the defaults: %s",
-                command,
-                ("\n  " + "\n  ".join(changed)) if changed else "(none)",
-            )
+        self.strategy = make_strategy(config.training)
+        try:
+            self._prepare(force)
+        except BaseException:
+            self.strategy.teardown()
+            raise
+
+    def _prepare(self, force: bool) -> None:
+        strategy, config = self.strategy, self.config
+        if not strategy.is_global_zero:  # one process tells the story
+            log.setLevel(max(log.getEffectiveLevel(), logging.WARNING))
+            warnings.simplefilter("ignore")
+        if self.resume is None:  # one process looks (another may be writing there already), all act
+            refusal = None
+            if strategy.is_global_zero:
+                try:
+                    check_output_dir(config.output_dir, force)
+                except AAMError as exc:
+                    refusal = str(exc)
+            refusal = strategy.broadcast(refusal)
+            if refusal is not None:
+                raise ConfigError(refusal)
+        changed = changed_settings(config)
+        log.info(
+            "aam %s: settings that differ from the defaults: %s",
+            self.command,
+            ("\n  " + "\n  ".join(changed)) if changed else "(none)",
+        )
+        training = config.training
+        processes = strategy.world_size
+        step = training.batch_size * processes * training.grad_accum
+        log.info(
+            "Parallel %s: %d process%s on %s; --batch-size %d per process, global batch %d%s.",
+            training.parallel,
+            processes,
+            "" if processes == 1 else "es",
+            strategy.root_device,
+            training.batch_size,
+            training.batch_size * processes,
+            f" ({step} samples per optimizer step with --grad-accum {training.grad_accum})" if training.grad_accum > 1 else "",
+        )
 
     @property
     def device(self) -> torch.device:
@@ -160,9 +218,17 @@ class Run:
 
     def execute(self, task: RunTask, bundle: LoadedModel, splits: dict[str, list[str]]) -> tuple[LoopResult, dict[str, Any]]:
         """Train ``bundle.model`` on ``task`` and write every artifact; returns the loop result and
-        the final metrics. The model ends holding the best epoch's weights."""
-        model = bundle.model
-        trainer = Trainer(model, task, self.config.training, self.strategy, conditioning=model.conditioning_parameters())
+        the final metrics. The model ends holding the best epoch's weights (``bundle.model`` is a
+        plain copy when the strategy sharded it). Every process calls this."""
+        strategy = self.strategy
+        try:
+            return self._execute(task, bundle, splits)
+        finally:
+            strategy.teardown()
+
+    def _execute(self, task: RunTask, bundle: LoadedModel, splits: dict[str, list[str]]) -> tuple[LoopResult, dict[str, Any]]:
+        model, strategy = bundle.model, self.strategy
+        trainer = Trainer(model, task, self.config.training, strategy, conditioning=AAMModel.conditioning_parameters)
         resume_epoch = 0
         if self.resume is not None:
             trainer.load_state_dict(self.resume.payload["training_state"])
@@ -174,41 +240,62 @@ class Run:
             resume_epoch = trainer.state.epoch
             where = f"epoch {trainer.state.epoch}" + (f", batch {trainer.state.batch}" if trainer.state.batch else "")
             log.info("Resuming %s from %s (%s).", self.command, self.resume.path, where)
-        writer = RunWriter(self.config.output_dir, command=self.command, resume=self.resume is not None) if self.strategy.is_global_zero else None
+        writer = RunWriter(self.config.output_dir, command=self.command, resume=self.resume is not None) if strategy.is_global_zero else None
         if writer is not None:
             writer.start(self.config, splits, resume_epoch=resume_epoch)
         best_state: dict[str, torch.Tensor] = {}
+        sharded = Path(self.config.output_dir) / "checkpoints" / "sharded"
 
-        def payload(epoch: int, metrics: dict[str, float], training_state: dict[str, Any] | None) -> dict[str, Any]:
-            return {**model_payload(bundle, epoch=epoch, metrics=metrics), "training_state": training_state}
-
-        def check_finite(where: str) -> None:
-            bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
-            if bad:
+        def weights(where: str) -> dict[str, torch.Tensor]:
+            """The full weights (collective; complete on the writing process), checked finite."""
+            state = strategy.module_state_dict(trainer.module)
+            bad = _all_finite(state) if strategy.is_global_zero else None
+            bad = strategy.broadcast(bad)
+            if bad is not None:
                 raise TrainingError(
-                    f"Weights became non-finite ({bad[0]}) {where}; training stopped and the last good "
+                    f"Weights became non-finite ({bad}) {where}; training stopped and the last good "
                     "checkpoint is intact. Try a lower --lr or --grad-clip."
                 )
+            return state
+
+        def payload(epoch: int, metrics: dict[str, float], state: dict[str, torch.Tensor], training_state: dict[str, Any] | None) -> dict[str, Any]:
+            return {**model_payload(bundle, epoch=epoch, metrics=metrics, model_state=state), "training_state": training_state}
+
+        def save_sharded() -> None:
+            """The strategy's per-process shards (if it keeps any), written beside the checkpoint
+            and swapped in only once every process has finished its part."""
+            staging = sharded.with_name("sharded.aamtmp")
+            if not strategy.save_sharded_state(trainer.module, trainer.optimizer, staging):
+                return
+            if writer is not None:
+                shutil.rmtree(sharded, ignore_errors=True)
+                staging.rename(sharded)
+                for path in sorted(sharded.rglob("*")):
+                    if path.is_file():
+                        writer.record(path)
+            strategy.barrier()
 
         def save_last(training_state: dict[str, Any]) -> None:
-            check_finite(f"at epoch {trainer.state.epoch}, step {trainer.state.batch}")
+            state = weights(f"at epoch {trainer.state.epoch}, step {trainer.state.batch}")
             if writer is not None:
-                state = trainer.state
-                writer.save_checkpoint("last.pt", payload(state.epoch - 1, state.best_metrics, training_state))
+                loop = trainer.state
+                writer.save_checkpoint("last.pt", payload(loop.epoch - 1, loop.best_metrics, state, training_state))
+            save_sharded()
 
         def on_epoch(epoch: int, validation: Validation, improved: bool, train_logs: dict[str, float]) -> None:
-            check_finite(f"by the end of epoch {epoch}")
-            if improved:
+            state = weights(f"by the end of epoch {epoch}")
+            if improved:  # this process's own weights (its shard), to end on the best epoch
                 best_state.clear()
                 best_state.update({k: v.detach().clone() for k, v in model.state_dict().items()})
-            if writer is None:
-                return
-            writer.log_scalars({**train_logs, "val/loss": validation.loss, **validation.metrics}, epoch)
-            task.log_validation(writer, validation, epoch, improved)
-            if improved:
-                writer.save_checkpoint("best.pt", payload(epoch, validation.metrics, None))
-                task.on_best(writer, validation, epoch)
-            writer.save_checkpoint("last.pt", payload(epoch, trainer.state.best_metrics, trainer.state_dict()))
+            training_state = trainer.state_dict()
+            if writer is not None:
+                writer.log_scalars({**train_logs, "val/loss": validation.loss, **validation.metrics}, epoch)
+                task.log_validation(writer, validation, epoch, improved)
+                if improved:
+                    writer.save_checkpoint("best.pt", payload(epoch, validation.metrics, state, None))
+                    task.on_best(writer, validation, epoch)
+                writer.save_checkpoint("last.pt", payload(epoch, trainer.state.best_metrics, state, training_state))
+            save_sharded()
 
         try:
             result = trainer.fit(on_epoch=on_epoch, save=save_last)
@@ -216,10 +303,14 @@ class Run:
                 model.load_state_dict(best_state)
             else:  # resumed after the best epoch: its weights are in best.pt
                 best = load_checkpoint(Path(self.config.output_dir) / "checkpoints" / "best.pt", kind=self.config.task)
-                model.load_state_dict(best["model_state"])
+                strategy.load_module_state_dict(trainer.module, best["model_state"])
             model.eval()
-            metrics = task.finish(writer, model, result)
+            metrics = task.finish(writer, strategy.unwrap(trainer.module), result)
             metrics["seconds"] = time.perf_counter() - self.started
+            if strategy.shards_parameters:  # hand back a model that runs without the process group
+                state = strategy.module_state_dict(trainer.module)
+                if strategy.is_global_zero:
+                    bundle.model = restore(payload(result.best_epoch, result.best_metrics, state, None), self.config.output_dir).model
             if writer is not None:
                 writer.write_metrics(metrics)
                 writer.finish("completed")
@@ -231,7 +322,5 @@ class Run:
             if writer is not None:
                 writer.finish("failed", f"{type(exc).__name__}: {exc}")
             raise
-        finally:
-            self.strategy.teardown()
         log.info("Best epoch %d: %s", result.best_epoch, result.best_summary)
         return result, metrics

@@ -9,8 +9,7 @@ objectives: hidden-abundance prediction (``--count-prediction``) and UniFrac dis
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
@@ -20,10 +19,18 @@ import torch
 from torch import nn
 
 from aam_core.config import RunConfig
-from aam_core.data.batching import Batch, iter_batches
+from aam_core.data.batching import (
+    Batch,
+    BatchKey,
+    BatchLoader,
+    collate,
+    default_workers,
+    epoch_keys,
+)
 from aam_core.data.dataset import Dataset
 from aam_core.errors import ConfigError, TrainingError
-from aam_core.model.aam import AAMModel, ModelOutput, forward_batches
+from aam_core.interfaces import ParallelStrategy
+from aam_core.model.aam import AAMModel, ModelOutput
 from aam_core.predictions import predictions_frame, read_probabilities
 from aam_core.targets import TargetEncoding
 from aam_core.training import augment, losses
@@ -37,6 +44,7 @@ from aam_core.training.metrics import (
     compute_metrics,
     format_metrics,
 )
+from aam_core.training.passes import AsvTable, gather_rows, in_order, plan_pass
 from aam_core.training.plots import (
     predicted_vs_actual_figure,
     save_classification_plots,
@@ -75,6 +83,35 @@ class Predictions:
     trace: FusionTrace
 
 
+@attrs.frozen(eq=False)
+class SupervisedBatches:
+    """The batch of a key: rows collated, UniFrac distances to the key's group, and in training
+    the category dropout and hidden abundances drawn for (seed, epoch, index). Holds no model,
+    so ``DataLoader`` workers can run it."""
+
+    dataset: Dataset
+    codes: np.ndarray
+    target: np.ndarray
+    max_asvs: int
+    bucket: bool
+    seed: int
+    category_dropout: float
+    count_mask_ratio: float | None  # None: the model hides no abundances
+    distances: Callable[[np.ndarray], np.ndarray] | None
+
+    def __call__(self, key: BatchKey) -> Batch:
+        batch = collate(self.dataset, key.rows, max_asvs=self.max_asvs, categories=self.codes, target=self.target, bucket=self.bucket)
+        if self.distances is not None:
+            batch = attrs.evolve(batch, distances=torch.from_numpy(key.distances(self.distances)).float())
+        if not key.training:
+            return batch
+        seed, epoch, index = self.seed, key.epoch, key.index
+        batch = augment.drop_categories(batch, self.category_dropout, augment.batch_rng(seed, epoch, index, "categories"))
+        if self.count_mask_ratio is not None:
+            batch = augment.hide_abundances(batch, self.count_mask_ratio, augment.batch_rng(seed, epoch, index, "counts"))
+        return batch
+
+
 class SupervisedTask:
     """Batches, loss and validation for one train/validation(/test) split."""
 
@@ -87,8 +124,7 @@ class SupervisedTask:
         split: Split,
         codes: np.ndarray,
         encoding: TargetEncoding,
-        device: torch.device,
-        shard: Callable[[Sequence[int]], list[int]] = list,
+        strategy: ParallelStrategy,
         distances: Callable[[np.ndarray], np.ndarray] | None = None,
         cache: EncoderCache | None = None,
     ):
@@ -99,45 +135,39 @@ class SupervisedTask:
         self.training = config.training
         self.column = config.data.metadata_column
         self.column_names = list(config.data.categorical_columns)
-        self.device = device
-        self.shard = shard  # this process's share of the training rows (parallel strategies)
+        self.strategy = strategy
+        self.device = strategy.root_device
         self.distances = distances if model.unifrac_head is not None else None
         self.cache = cache
+        self.build = SupervisedBatches(
+            dataset=dataset,
+            codes=codes,
+            target=self.model_target,
+            max_asvs=config.data.max_asvs,
+            bucket=self.device.type == "cuda",
+            seed=self.training.seed,
+            category_dropout=self.training.category_dropout,
+            count_mask_ratio=self.training.count_mask_ratio if model.sample_encoder.hidden_abundance is not None else None,
+            distances=self.distances,
+        )
+        workers = self.training.loader_workers
+        self.loader = BatchLoader(
+            self.build,
+            workers=default_workers(self.device) if workers is None else workers,
+            pin_memory=self.device.type == "cuda",
+        )
+        self.sampler = strategy.sampler(len(split.train), seed=self.training.seed)
         #: The best model's predictions (``val``, and ``test`` when held out), set by ``finish``.
         self.final: dict[str, pd.DataFrame] = {}
 
     # -- batches --------------------------------------------------------------------------------
-    def _batches(self, rows: np.ndarray) -> Iterator[Batch]:
-        batches = iter_batches(
-            self.dataset,
-            rows,
-            self.training.batch_size,
-            max_asvs=self.config.data.max_asvs,
-            categories=self.codes,
-            target=self.model_target,
-            bucket=self.device.type == "cuda",
-        )
-        for batch in batches:
-            if self.distances is not None:
-                batch = attrs.evolve(batch, distances=torch.from_numpy(self.distances(batch.rows)).float())
-            yield batch
-
-    def _epoch_rows(self, epoch: int) -> np.ndarray:
-        """The same shuffle on every process (seeded by epoch), then this process's shard."""
-        order = np.random.default_rng((self.training.seed, epoch)).permutation(self.split.train)
-        return np.asarray(self.shard(order), dtype=np.int64)
-
     def train_batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
-        rows = self._epoch_rows(epoch)[start * self.training.batch_size :]
-        seed = self.training.seed
-        for index, batch in enumerate(self._batches(rows), start=start + 1):
-            batch = augment.drop_categories(batch, self.training.category_dropout, augment.batch_rng(seed, epoch, index, "categories"))
-            if self.model.sample_encoder.hidden_abundance is not None:
-                batch = augment.hide_abundances(batch, self.training.count_mask_ratio, augment.batch_rng(seed, epoch, index, "counts"))
-            yield batch
+        """This process's batches of ``epoch`` from batch ``start + 1`` (its shard of the same
+        seeded order on every process)."""
+        return self.loader(epoch_keys(self.split.train, self.sampler, epoch, self.training.batch_size, start))
 
     def n_train_batches(self) -> int:
-        return -(-len(self.shard(self.split.train)) // self.training.batch_size)
+        return -(-len(self.sampler) // self.training.batch_size)
 
     # -- losses ---------------------------------------------------------------------------------
     def _forward(self, model: nn.Module, batch: Batch) -> ModelOutput:
@@ -145,7 +175,19 @@ class SupervisedTask:
             batch = self.cache.attach(batch, self.dataset.sequences)
         return model(batch)
 
-    def _losses(self, out: ModelOutput, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _unifrac(self, out: ModelOutput, batch: Batch, training: bool) -> torch.Tensor:
+        """In training, pairs span every process's batch of this step (embeddings gathered with
+        their gradient); in evaluation, the pairs of the batch."""
+        if not training:
+            return losses.unifrac_loss(out.unifrac, batch.distances)
+        strategy = self.strategy
+        gathered = strategy.all_gather(out.unifrac.contiguous()).flatten(0, 1)
+        offset = strategy.global_rank * batch.size
+        return losses.unifrac_loss(gathered, batch.distances, offset=offset, processes=strategy.world_size)
+
+    def loss(self, model: nn.Module, batch: Batch, epoch: int, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        del epoch, index  # augmentations were drawn when the batch was built
+        out = self._forward(model, batch)
         loss = losses.target_loss(out.prediction, batch.target, self.encoding.classifier, self.training.target_loss)
         parts = {"target_loss": loss.detach()}
         if out.counts is not None and batch.count_mask is not None:
@@ -153,49 +195,70 @@ class SupervisedTask:
             loss = loss + self.training.count_loss_weight * count
             parts["count_loss"] = count.detach()
         if out.unifrac is not None and batch.distances is not None:
-            unifrac = losses.unifrac_loss(out.unifrac, batch.distances)
+            unifrac = self._unifrac(out, batch, training=True)
             loss = loss + self.training.unifrac_penalty * unifrac
             parts["unifrac_loss"] = unifrac.detach()
         parts["loss"] = loss.detach()
         return loss, parts
 
-    def loss(self, model: nn.Module, batch: Batch, epoch: int, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        del epoch, index  # augmentations were drawn when the batch was built
-        return self._losses(self._forward(model, batch), batch)
-
     # -- passes over rows -----------------------------------------------------------------------
-    def run_rows(self, model: nn.Module, rows: np.ndarray, autocast: Callable[[], Any] = nullcontext) -> Predictions:
-        """Predictions for dataset ``rows`` in original units (in batch order), the mean loss,
-        and the fusion's extras summarised for TensorBoard."""
-        outputs, order, total = [], [], 0.0
-        scalars: dict[str, list[float]] = {}
-        values: dict[str, list[torch.Tensor]] = {}
+    def run_rows(self, model: nn.Module, rows: np.ndarray) -> Predictions:
+        """Predictions for dataset ``rows`` in original units (in ``rows`` order), the mean loss
+        and the fusion's extras summarised for TensorBoard — computed in fp32, shared by every
+        process (call it on all of them, under no_grad), each sample once."""
+        strategy, device = self.strategy, self.device
+        rows = np.asarray(rows, dtype=np.int64)
+        plan = plan_pass(rows, self.training.batch_size, strategy)
+        table = AsvTable.encode(model, self.dataset, rows, max_asvs=self.config.data.max_asvs, strategy=strategy, bucket=self.device.type == "cuda")
         fusion = self.model.fusion
-        batches = (self.cache.attach(b, self.dataset.sequences) if self.cache else b for b in self._batches(rows))
-        for batch, out in forward_batches(model, batches, self.device, autocast):
-            loss, _ = self._losses(out, batch)
-            total += float(loss) * batch.size
-            outputs.append(out.prediction.float().cpu().numpy())
-            order.append(batch.rows)
-            if fusion is not None and out.extras:
-                for key, value in fusion.summarize(out.extras, self.column_names).items():
-                    scalars.setdefault(key, []).append(value)
-                for key, value in out.extras.items():
-                    values.setdefault(key, []).append(value.detach().float().flatten().cpu())
-        rows_all = np.concatenate(order) if order else np.zeros(0, dtype=np.int64)
-        raw = np.concatenate(outputs) if outputs else np.zeros((0, 1), dtype=np.float32)
-        predicted = self.encoding.decode(raw, rows_all)
+        outputs, positions, values = [], [], {}
+        scalars: dict[str, torch.Tensor] = {}
+        unifrac_total = torch.zeros((), device=device)
+        for batch, real, start in zip(self.loader(plan.keys), plan.real, plan.starts, strict=True):
+            batch = table.attach(batch.to(device))
+            out = model(batch)
+            extras = out.extras if fusion is not None else {}
+            summary = fusion.summarize(extras, self.column_names) if extras else {}
+            for key in summary:  # every call names them, fillers too: each process reduces the same
+                scalars.setdefault(key, torch.zeros(2, device=device))
+            for key in extras:
+                values.setdefault(key, [])
+            if not real:
+                continue
+            outputs.append(out.prediction.float())
+            positions.append(torch.arange(start, start + batch.size, device=device))
+            for key, value in summary.items():
+                scalars[key] += torch.tensor([value, 1.0], device=device)
+            for key, value in extras.items():
+                values[key].append(value.detach().float().flatten())
+            if out.unifrac is not None and batch.distances is not None:
+                unifrac_total += self._unifrac(out, batch, training=False) * batch.size
+        raw = in_order(strategy, positions, outputs, self._out_dim())
+        target = torch.as_tensor(self.model_target[rows], device=device)
+        loss = losses.target_loss(raw, target, self.encoding.classifier, self.training.target_loss) if len(rows) else torch.zeros((), device=device)
+        if self.distances is not None:
+            loss = loss + self.training.unifrac_penalty * strategy.all_reduce(unifrac_total) / max(len(rows), 1)
+        sums = {key: strategy.all_reduce(total) for key, total in sorted(scalars.items())}
         trace = FusionTrace(
-            scalars={k: float(np.mean(v)) for k, v in scalars.items()},
-            values={k: torch.cat(v) for k, v in values.items()},
+            scalars={key: float(total[0] / total[1]) for key, total in sums.items() if total[1] > 0},
+            values={key: self._gathered(parts) for key, parts in sorted(values.items())},
         )
+        raw_np = raw.cpu().numpy()
         return Predictions(
-            rows=rows_all,
-            predicted=predicted,
-            probabilities=self.encoding.probabilities(raw),
-            loss=total / max(len(rows_all), 1),
+            rows=rows,
+            predicted=self.encoding.decode(raw_np, rows),
+            probabilities=self.encoding.probabilities(raw_np),
+            loss=float(loss),
             trace=trace,
         )
+
+    def _out_dim(self) -> int:
+        return len(self.encoding.classes) if self.encoding.classes else 1
+
+    def _gathered(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """Flattened extras of every process's batches, on the CPU (for histograms)."""
+        local = torch.cat(parts) if parts else torch.zeros(0, device=self.device)
+        return gather_rows(self.strategy, local).cpu()
 
     def frame(self, result: Predictions) -> pd.DataFrame:
         """``sample_id``, ``actual``, ``predicted`` (and one probability column per class)."""

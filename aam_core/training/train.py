@@ -274,8 +274,7 @@ def train(
         split=split,
         codes=codes,
         encoding=encoding,
-        device=run.device,
-        shard=run.strategy.shard,
+        strategy=run.strategy,
         distances=distances,
         cache=EncoderCache(model.asv_encoder) if config.training.freeze_base else None,
     )
