@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from aam_core.cli.options import GroupedCommand, field_options, given
+from aam_core.cli.train import strategy_option, strategy_options
 from aam_core.config import DataConfig, ModelConfig, TrainConfig
 
 DATA_FIELDS = ("table", "sequences", "max_asvs", "max_bp", "rarefy_depth", "val_fraction", "tree", "unifrac_matrix", "unifrac_metric", "prune_missing")
@@ -31,7 +32,8 @@ def _pretrain(config_file: str | None, force: bool, resume_from: str | None, **p
     """
     from aam_core.api import pretrain
 
-    result = pretrain(config_file, force=force, resume_from=resume_from, **given(params))
+    options = strategy_options(params)
+    result = pretrain(config_file, force=force, resume_from=resume_from, **given(params), **options)
     click.echo(f"Best epoch {result.best_epoch}; outputs in {result.output_dir}")
 
 
@@ -52,6 +54,7 @@ def _params() -> list[click.Option]:
         *field_options(DataConfig, only=DATA_FIELDS),
         *field_options(ModelConfig, only=MODEL_FIELDS),
         *field_options(TrainConfig, skip=SUPERVISED_ONLY),
+        strategy_option(),
     ]
 
 

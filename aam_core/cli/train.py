@@ -52,9 +52,25 @@ def model_and_training_params() -> list[click.Option]:
         *field_options(DataConfig, skip=SPLIT_AND_FILES),
         *field_options(ModelConfig),
         *field_options(TrainConfig),
+        strategy_option(),
         fusion_option,
         *_legacy(),
     ]
+
+
+def strategy_option() -> click.Option:
+    """``--strategy-option KEY=VALUE``: an option of the ``--parallel`` plugin, any plugin."""
+    option = click.Option(
+        ["--strategy-option", "strategy_option"], multiple=True, metavar="KEY=VALUE", help="An option of the parallel strategy plugin (repeatable)."
+    )
+    option.group = "training"  # type: ignore[attr-defined]
+    return option
+
+
+def strategy_options(params: dict) -> dict:
+    """``{'strategy_options': {...}}`` from ``--strategy-option`` (consumed), or nothing."""
+    pairs = params.pop("strategy_option", ())
+    return {"strategy_options": parse_key_values(pairs, "--strategy-option")} if pairs else {}
 
 
 def model_and_training_options(params: dict) -> dict:
@@ -64,7 +80,8 @@ def model_and_training_options(params: dict) -> dict:
         if params.get(flag) is False:
             params[flag] = None
     fusion_option = params.pop("fusion_option", ())
-    options = given(params)
+    strategy = strategy_options(params)
+    options = {**given(params), **strategy}
     params.clear()
     for old, (flag, new) in RENAMED.items():
         if old in options:
