@@ -1,133 +1,145 @@
-"""Training throughput on the full oral-age table; prints JSON.
+"""Training throughput on the full oral-age table through the real Trainer; prints JSON.
 
-Measures, per batch size, in the issue's configuration (D=128, 4 heads, 4 ASV-encoder + 4
-sample-encoder layers, max-asvs 256, max-bp 100): steady-state and whole-epoch training
-samples/second, seconds per epoch, peak RSS, and the mean number of unique ASVs per batch
-against the B·S slots a padded layout would encode. Each batch size runs in its own process so
-peak RSS is its own.
+The benchmark configuration (D=128, 4 heads, 4 ASV-encoder + 4 sample-encoder layers, max-asvs
+256, max-bp 100), any parallel strategy: ``single`` and ``dp`` in one process, ``ddp`` and
+``fsdp`` under torchrun (started here with ``--nproc``). Each batch size runs in its own
+process(es), two epochs of ``--max-batches`` steps per process: the first warms up (allocator,
+kernels for each bucketed shape, DataLoader workers), the second is measured. Reported per batch
+size: samples/s of all processes together, seconds a full epoch of the table would take, peak
+memory (RSS; and allocated GPU memory on CUDA) of the largest process, and the unique ASVs a
+batch holds against the B·S slots a padded layout would encode.
 
-    python bench/train_throughput.py                  # batch 8 and 32, one full epoch each
-    python bench/train_throughput.py --max-batches 40 # quicker: epoch time extrapolated
+    python bench/train_throughput.py                                # single, batch 8 and 32
+    python bench/train_throughput.py --parallel ddp --nproc 2 --device cpu
+    python bench/train_throughput.py --batch-sizes 8,32,128 --amp  # on a GPU: bfloat16
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "oral-age"
 BASELINE = {"samples_per_s_batch8": 0.45, "peak_rss_gb": 5.9, "padding_fraction": 0.79}
 
 
-def measure(batch_size: int, max_batches: int | None, patch_size: int, warmup: int = 3) -> dict:
+def measure(args: argparse.Namespace) -> dict | None:
+    """One batch size in this process (one of several under torchrun); the JSON on rank 0."""
     import numpy as np
     import torch
 
     from aam_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-    from aam_core.data.batching import iter_batches
+    from aam_core.data.batching import collate, default_workers
     from aam_core.data.dataset import load_dataset
+    from aam_core.model.aam import AAMModel
     from aam_core.model.build import build_model
-    from aam_core.training.schedule import make_optimizer
-    from aam_core.training.supervised import SupervisedTask, TargetEncoding
+    from aam_core.targets import TargetEncoding
+    from aam_core.training.loop import Trainer
+    from aam_core.training.run import make_strategy
+    from aam_core.training.supervised import Split, SupervisedTask
     from aam_plugins.transforms.zscore import ZScoreTransform
 
-    torch.manual_seed(0)
+    batch = args.one
     config = RunConfig(
         data=DataConfig(
-            table=str(DATA / "table.biom"),
-            metadata=str(DATA / "metadata.tsv"),
-            metadata_column="age",
-            max_asvs=256,
-            max_bp=100,
+            table=str(args.data / "table.biom"), metadata=str(args.data / "metadata.tsv"), metadata_column="age",
+            max_asvs=256, max_bp=100,
         ),
-        model=ModelConfig(
-            embedding_dim=128, attention_heads=4, attention_layers=4, asv_layers=4, patch_size=patch_size
+        model=ModelConfig(embedding_dim=128, attention_heads=4, attention_layers=4, asv_layers=4, patch_size=args.patch_size),
+        training=TrainConfig(
+            batch_size=batch, epochs=2, parallel=args.parallel, device=args.device, amp=args.amp,
+            loader_workers=args.workers, warmup_fraction=0.0, patience=0,
         ),
-        training=TrainConfig(batch_size=batch_size),
-    )
+    )  # fmt: skip
+    strategy = make_strategy(config.training)
+    world = strategy.world_size
     dataset = load_dataset(config.data)
-    rows = np.arange(len(dataset))
-    transform = ZScoreTransform().fit(dataset.target)
-    encoding = TargetEncoding(classes=None, transform=transform, transform_categories=None)
-    model = build_model(config, out_dim=1, category_sizes=[], scaling=None)
+    rows = np.random.default_rng(0).permutation(len(dataset))
+    n_train = min(len(rows) - batch, args.max_batches * batch * world)
+    split = Split(train=rows[:n_train], val=rows[n_train : n_train + batch])
+    encoding = TargetEncoding(None, ZScoreTransform().fit(dataset.target[split.train]), None)
+    torch.manual_seed(0)
+    model = build_model(config, out_dim=1, category_sizes=[], scaling=None).to(strategy.root_device)
     codes = np.zeros((len(dataset), 0), dtype=np.int64)
-    task = SupervisedTask(
-        model=model, dataset=dataset, train_rows=rows, val_rows=rows[:0], codes=codes,
-        encoding=encoding, batch_size=batch_size, max_asvs=256, seed=0, target_loss="mse",
-        count_loss_weight=1.0, column_names=[], bucket=False, device=torch.device("cpu"),
-    )
-    optimizer = make_optimizer(model, 3e-4, 0.01, [], None)
-    model.train()
-
-    unique, slots, padded = [], [], []
-    for batch in iter_batches(dataset, rows, batch_size, max_asvs=256, categories=codes, target=None):
-        unique.append(batch.asv_tokens.shape[0])
-        slots.append(int(batch.mask.sum()))
-        padded.append(batch.size * 256)
-
-    times, n_done = [], 0
-    epoch_start = time.perf_counter()
-    for i, batch in enumerate(task.train_batches(epoch=1)):
-        if max_batches is not None and i >= max_batches:
-            break
-        t0 = time.perf_counter()
-        loss, _ = task.loss(model, batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        times.append((time.perf_counter() - t0, batch.size))
-        n_done += batch.size
-    wall = time.perf_counter() - epoch_start
-    steady = times[warmup:]
-    steady_rate = sum(n for _, n in steady) / sum(t for t, _ in steady)
-    epoch_rate = n_done / wall
+    task = SupervisedTask(config=config, model=model, dataset=dataset, split=split, codes=codes, encoding=encoding, strategy=strategy)
+    trainer = Trainer(model, task, config.training, strategy, conditioning=AAMModel.conditioning_parameters)
+    cuda = strategy.root_device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    result = trainer.fit(on_epoch=lambda *_: None, save=lambda _: None)
+    measured = result.history[-1]
+    rss = strategy.all_reduce(torch.tensor(float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)), "max")
+    gpu = strategy.all_reduce(torch.tensor(float(torch.cuda.max_memory_allocated()), device=strategy.root_device), "max") if cuda else None
+    strategy.teardown()
+    if not strategy.is_global_zero:
+        return None
+    unique, slots = [], []
+    for start in range(0, min(n_train, 40 * batch), batch):
+        built = collate(dataset, split.train[start : start + batch], max_asvs=256, categories=codes, target=None)
+        unique.append(built.asv_tokens.shape[0])
+        slots.append(int(built.mask.sum()))
+    speed = measured["speed/samples_per_s"]
     return {
-        "batch_size": batch_size,
-        "patch_size": patch_size,
-        "samples": len(dataset),
-        "batches_timed": len(times),
-        "full_epoch": max_batches is None,
-        "steady_samples_per_s": round(steady_rate, 2),
-        "epoch_samples_per_s": round(epoch_rate, 2),
-        "seconds_per_epoch": round(len(dataset) / epoch_rate, 1),
-        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
+        "parallel": args.parallel,
+        "processes": world,
+        "device": str(strategy.root_device.type),
+        "amp_bf16": bool(args.amp and cuda),
+        "batch_per_process": batch,
+        "global_batch": batch * world,
+        "loader_workers": default_workers(strategy.root_device) if args.workers is None else args.workers,
+        "steps_timed": task.n_train_batches(),
+        "samples_per_s": round(speed, 2),
+        "seconds_per_full_epoch": round(len(dataset) / speed, 1),
+        "peak_rss_gb": round(float(rss) / 2**20, 3),
+        "peak_gpu_memory_gb": None if gpu is None else round(float(gpu) / 2**30, 3),
         "mean_unique_asvs_per_batch": round(float(np.mean(unique)), 1),
         "mean_asv_slots_per_batch": round(float(np.mean(slots)), 1),
-        "padded_slots_per_batch": round(float(np.mean(padded)), 1),
-        "encoded_vs_padded": round(float(np.mean(unique) / np.mean(padded)), 4),
+        "padded_slots_per_batch": batch * 256,
         "torch_threads": torch.get_num_threads(),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-sizes", default="8,32")
-    parser.add_argument("--max-batches", type=int, default=None, help="Time only this many batches.")
+    parser.add_argument("--parallel", default="single", help="single, dp, ddp, fsdp or any installed strategy")
+    parser.add_argument("--nproc", type=int, default=1, help="processes for ddp/fsdp (torchrun)")
+    parser.add_argument("--batch-sizes", default="8,32", help="per process")
+    parser.add_argument("--max-batches", type=int, default=20, help="steps per process per epoch")
+    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA only)")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--workers", type=int, default=None, help="--loader-workers")
     parser.add_argument("--patch-size", type=int, default=4)
+    parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:
-        print(json.dumps(measure(args.one, args.max_batches, args.patch_size)))
+        found = measure(args)
+        if found is not None:
+            print(json.dumps(found))
         return
     results = []
     for size in (int(s) for s in args.batch_sizes.split(",")):
-        cmd = [sys.executable, __file__, "--one", str(size), "--patch-size", str(args.patch_size)]
-        if args.max_batches:
-            cmd += ["--max-batches", str(args.max_batches)]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        results.append(json.loads(out.strip().splitlines()[-1]))
-    by_size = {r["batch_size"]: r for r in results}
-    summary = {"baseline_system": BASELINE, "runs": results}
-    if 8 in by_size:
-        summary["speedup_vs_baseline_batch8"] = round(
-            by_size[8]["epoch_samples_per_s"] / BASELINE["samples_per_s_batch8"], 1
-        )
-        summary["rss_fraction_of_baseline"] = round(by_size[8]["peak_rss_gb"] / BASELINE["peak_rss_gb"], 3)
+        launch = [sys.executable]
+        if args.parallel in ("ddp", "fsdp"):
+            launch += ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(args.nproc)]
+        cmd = [*launch, __file__, "--one", str(size), "--parallel", args.parallel, "--max-batches", str(args.max_batches)]
+        cmd += ["--patch-size", str(args.patch_size), "--data", str(args.data)]
+        cmd += ["--amp"] if args.amp else []
+        cmd += ["--device", args.device] if args.device else []
+        cmd += ["--workers", str(args.workers)] if args.workers is not None else []
+        done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        if done.returncode != 0:
+            sys.exit(f"batch {size} failed:\n{done.stderr[-3000:]}")
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    summary: dict = {"baseline_system": BASELINE, "runs": results}
+    by_size = {r["batch_per_process"]: r for r in results}
+    if 8 in by_size and by_size[8]["device"] == "cpu":
+        summary["speedup_vs_baseline_batch8"] = round(by_size[8]["samples_per_s"] / BASELINE["samples_per_s_batch8"], 1)
     print(json.dumps(summary, indent=2))
 
 
