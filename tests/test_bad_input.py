@@ -694,8 +694,7 @@ CONSOLE = {
     "predict-missing-metadata": (["predict", "--model", "{model}", "--table", "{table}", "--metadata", "{absent}", "--output", "{out}/p.tsv"], None),
     "train-missing-table": (
         ["train", "--table", "{absent}", "--metadata", "{metadata}", "--metadata-column", "age", "--output-dir", "{out}/run"],
-        "aam_core/training/run.py Run() logs the changed settings and the parallel set-up (INFO, on "
-        "stderr) before the data is read, so every data error of train/pretrain follows 5 lines",
+        None,
     ),
 }
 

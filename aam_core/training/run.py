@@ -192,6 +192,25 @@ class Run:
             refusal = strategy.broadcast(refusal)
             if refusal is not None:
                 raise ConfigError(refusal)
+
+    @property
+    def device(self) -> torch.device:
+        return self.strategy.root_device
+
+    def execute(self, task: RunTask, bundle: LoadedModel, splits: dict[str, list[str]]) -> tuple[LoopResult, dict[str, Any]]:
+        """Train ``bundle.model`` on ``task`` and write every artifact; returns the loop result and
+        the final metrics. The model ends holding the best epoch's weights (``bundle.model`` is a
+        plain copy when the strategy sharded it). Every process calls this."""
+        strategy = self.strategy
+        try:
+            return self._execute(task, bundle, splits)
+        finally:
+            strategy.teardown()
+
+    def _announce(self) -> None:
+        """The settings and the parallel set-up, once the data has been read (a data error then
+        prints alone)."""
+        strategy, config = self.strategy, self.config
         changed = changed_settings(config)
         log.info(
             "aam %s: settings that differ from the defaults: %s",
@@ -212,21 +231,8 @@ class Run:
             f" ({step} samples per optimizer step with --grad-accum {training.grad_accum})" if training.grad_accum > 1 else "",
         )
 
-    @property
-    def device(self) -> torch.device:
-        return self.strategy.root_device
-
-    def execute(self, task: RunTask, bundle: LoadedModel, splits: dict[str, list[str]]) -> tuple[LoopResult, dict[str, Any]]:
-        """Train ``bundle.model`` on ``task`` and write every artifact; returns the loop result and
-        the final metrics. The model ends holding the best epoch's weights (``bundle.model`` is a
-        plain copy when the strategy sharded it). Every process calls this."""
-        strategy = self.strategy
-        try:
-            return self._execute(task, bundle, splits)
-        finally:
-            strategy.teardown()
-
     def _execute(self, task: RunTask, bundle: LoadedModel, splits: dict[str, list[str]]) -> tuple[LoopResult, dict[str, Any]]:
+        self._announce()
         model, strategy = bundle.model, self.strategy
         trainer = Trainer(model, task, self.config.training, strategy, conditioning=AAMModel.conditioning_parameters)
         resume_epoch = 0
