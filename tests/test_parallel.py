@@ -225,11 +225,14 @@ def test_aam_train_under_torchrun(data, tmp_path):
         [*TORCHRUN, "-m", "aam_core.cli", "train", "--table", str(data.table), "--metadata", str(data.metadata),
          "--metadata-column", "age", *flags, "--epochs", "1", "--parallel", "ddp", "--device", "cpu",
          "--output-dir", str(out)],
-        capture_output=True, text=True, env=_env(), timeout=300,
+        capture_output=True, text=True, env={**_env(), "PYTHONWARNINGS": "default"}, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]
     assert done.stderr.count("Parallel ddp: 2 processes on cpu; --batch-size 4 per process, global batch 8.") == 1
     assert done.stderr.count("epoch 1/1") == 1
+    assert done.stdout.count("outputs in") == 1
+    # --batch-size is per process: 16 samples each, 4 steps; warned once (rank 1 keeps quiet)
+    assert done.stderr.count("Only 4 optimizer steps per epoch (32 training samples over 2 processes") == 1
     assert (out / "checkpoints" / "best.pt").is_file() and (out / "val_predictions.tsv").is_file()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from aam_core.cli.options import GroupedCommand, field_options, given
@@ -34,7 +36,8 @@ def _pretrain(config_file: str | None, force: bool, resume_from: str | None, **p
 
     options = strategy_options(params)
     result = pretrain(config_file, force=force, resume_from=resume_from, **given(params), **options)
-    click.echo(f"Best epoch {result.best_epoch}; outputs in {result.output_dir}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one process reports
+        click.echo(f"Best epoch {result.best_epoch}; outputs in {result.output_dir}")
 
 
 def _params() -> list[click.Option]:

@@ -3,6 +3,7 @@ classes (``aam_core.config``) and every plugin option from its plugin's options 
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import click
@@ -139,7 +140,8 @@ def _train(demo: bool, config_file: str | None, force: bool, train_samples, val_
         resume_from=resume_from,
         **options,
     )
-    click.echo(f"Best epoch {result.best_epoch}; outputs in {result.output_dir}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one process reports
+        click.echo(f"Best epoch {result.best_epoch}; outputs in {result.output_dir}")
 
 
 command = GroupedCommand(

@@ -113,17 +113,20 @@ def _warn_task(config: RunConfig, dataset: Dataset) -> None:
         )
 
 
-def _warn_batches(config: RunConfig, n_train: int) -> None:
+def _warn_batches(config: RunConfig, n_train: int, processes: int = 1) -> None:
+    """``processes`` share the training samples (``--batch-size`` is per process)."""
     batch = config.training.batch_size
-    steps = -(-n_train // batch) // config.training.grad_accum
-    if batch > n_train:
+    share = -(-n_train // processes)
+    steps = -(-share // batch) // config.training.grad_accum
+    shared = f" over {processes} processes" if processes > 1 else ""
+    if batch > share:
         warnings.warn(
-            f"--batch-size {batch} is larger than the {n_train} training samples: every epoch is one step.",
+            f"--batch-size {batch} is larger than the {n_train} training samples{shared}: every epoch is one step.",
             stacklevel=3,
         )
     elif steps < 10:
         warnings.warn(
-            f"Only {steps} optimizer steps per epoch ({n_train} training samples, --batch-size {batch}"
+            f"Only {steps} optimizer steps per epoch ({n_train} training samples{shared}, --batch-size {batch}"
             f"{', --grad-accum ' + str(config.training.grad_accum) if config.training.grad_accum > 1 else ''}); "
             "a smaller batch size usually trains better.",
             stacklevel=3,
@@ -228,7 +231,7 @@ def train(
     if resume is None:
         _warn_split_flags(set(options), train_samples is not None)
         _warn_task(config, dataset)
-        _warn_batches(config, len(split.train))
+        _warn_batches(config, len(split.train), run.strategy.world_size)
     log.info(
         "%d training, %d validation%s samples, %d ASVs.",
         len(split.train),
