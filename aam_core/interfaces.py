@@ -219,7 +219,8 @@ class ParallelStrategy(abc.ABC):
         return False
 
     def teardown(self) -> None:
-        """Release process groups and devices."""
+        """Release what this run holds (called once, also after an error; a process group may
+        outlive it, for the next run in the same process)."""
         return None
 
 

@@ -2,9 +2,9 @@
 processes under torchrun (``parallel_worker.py``), the pairwise UniFrac gradient across
 processes, ``dp``'s batch split, and the pieces of the GPU path that run on a CPU.
 
-Two torchrun launches make this file's cost (about a minute on two cores): one runs the worker
-(every multi-process check, the process group made once), one runs ``aam train --parallel ddp``
-as a person would. CUDA-only paths skip without a GPU.
+Two torchrun launches make this file's cost (under a minute on two cores): one runs the worker
+(every multi-process check, in one process group), one runs ``aam train --parallel ddp`` as a
+person would. CUDA-only paths skip without a GPU.
 """
 
 from __future__ import annotations

@@ -7,12 +7,15 @@ on one node (``--nnodes``, ``--rdzv-backend c10d`` and ``--rdzv-endpoint`` acros
 them says which command to run. The backend is NCCL on CUDA and gloo on CPU (``--device cpu``),
 which is how the tests run two processes on a laptop.
 
-This module is no plugin itself (it has no entry point); the two strategies subclass
-:class:`ProcessGroupStrategy`.
+The process group lives as long as the process (destroyed at exit): a script that trains
+several times in one torchrun job reuses it, since PyTorch cannot reliably make the default
+group a second time on the same rendezvous. This module is no plugin itself (it has no entry
+point); the two strategies subclass :class:`ProcessGroupStrategy`.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import shlex
 import sys
@@ -61,11 +64,11 @@ class ProcessGroupStrategy(ParallelStrategy):
         local = int(os.environ["LOCAL_RANK"])
         self._device = self._pick(device, local)
         cuda = self._device.type == "cuda"
-        self._owns_group = not dist.is_initialized()
-        if self._owns_group:
-            if cuda:
-                torch.cuda.set_device(self._device)
+        if cuda:
+            torch.cuda.set_device(self._device)
+        if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if cuda else "gloo", device_id=self._device if cuda else None)
+            atexit.register(_destroy_group)
         elif dist.get_world_size() != self._world:
             raise ConfigError("A process group of another size is already running in this process.")
 
@@ -124,7 +127,7 @@ class ProcessGroupStrategy(ParallelStrategy):
         else:
             dist.barrier()
 
-    def teardown(self) -> None:
-        if self._owns_group and dist.is_initialized():
-            dist.destroy_process_group()
-            self._owns_group = False
+
+def _destroy_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
