@@ -77,13 +77,20 @@ def check_strategy(strategy: ParallelStrategy, folder: Path) -> None:
     assert made == [strategy.unwrap(module)], "the optimizer is built from the set-up model"
     torch.manual_seed(rank)
     inputs = torch.randn(5, 4, device=device)
+    replicated = all(type(p.data) is torch.Tensor for p in strategy.unwrap(module).parameters())
+
+    def every_gradient() -> torch.Tensor:
+        return strategy.all_gather(torch.cat([p.grad.flatten() for p in strategy.unwrap(module).parameters()]))
+
+    if replicated and world > 1:  # skipping the synchronisation leaves each process its own
+        with strategy.no_backward_sync(module, skip=True):
+            module(inputs).pow(2).mean().backward()
+        assert not torch.allclose(*every_gradient()[[0, -1]]), "skip keeps gradients local"
+        optimizer.zero_grad(set_to_none=True)
     with strategy.no_backward_sync(module, skip=False):
         module(inputs).pow(2).mean().backward()
-    replicated = all(type(p.data) is torch.Tensor for p in strategy.unwrap(module).parameters())
     if replicated and world > 1:  # a synchronised backward leaves every process the same gradient
-        grads = torch.cat([p.grad.flatten() for p in strategy.unwrap(module).parameters()])
-        every = strategy.all_gather(grads)
-        assert torch.allclose(every[0], every[-1]), "gradients are averaged over processes"
+        assert torch.allclose(*every_gradient()[[0, -1]]), "gradients are averaged over processes"
     norm = strategy.clip_gradients(module, 1e-3)
     assert torch.isfinite(torch.as_tensor(norm)).all() and float(norm) > 1e-3
     after = strategy.clip_gradients(module, 1e9)

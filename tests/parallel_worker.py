@@ -11,8 +11,9 @@ promise raises, and the non-zero exit fails the test that started this.
 - ``gradients``: one step of the pairwise UniFrac loss (plus the target loss) on 2 processes ×
   B samples against 1 process × 2B, and the same with the classic mistake (a gather that passes
   the gradient of the local slice only), which must differ;
-- ``ddp`` (train, 1 epoch), ``fsdp`` (2 epochs, sharded checkpoints), ``fsdp-resumed`` (the same,
-  stopped by a SIGTERM that only rank 1 receives, mid-epoch 2, then resumed), ``pretrain`` (ddp);
+- ``ddp`` (train, 1 epoch), ``fsdp`` (2 epochs, gradient accumulation, sharded checkpoints),
+  ``fsdp-resumed`` (the same, stopped by a SIGTERM that only rank 1 receives, mid-epoch 2, then
+  resumed), ``pretrain`` (ddp);
 - ``foreign_writes``: files rank 1 opened for writing under ``OUT/runs`` (its shard of a
   sharded checkpoint excepted).
 """
@@ -158,7 +159,7 @@ def train_runs(data: Path, runs: Path) -> None:
     files = dict(table=str(data / "table.biom"), metadata=str(data / "metadata.tsv"), metadata_column="age")
     common = dict(**files, **TINY, device="cpu", categorical_columns="site", fusion="gmu", dropout=0.2)
     train(**common, parallel="ddp", epochs=1, output_dir=runs / "ddp")
-    fsdp = dict(**common, parallel="fsdp", epochs=2, checkpoint_every=1, fsdp_sharded_checkpoint=True)
+    fsdp = dict(**common, parallel="fsdp", epochs=2, checkpoint_every=1, grad_accum=2, fsdp_sharded_checkpoint=True)
     train(**fsdp, output_dir=runs / "fsdp")
 
     original = SupervisedTask.loss
