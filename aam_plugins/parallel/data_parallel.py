@@ -56,6 +56,8 @@ class _BatchDataParallel(nn.DataParallel):
 
     def scatter(self, inputs, kwargs, device_ids):  # noqa: ARG002 - DataParallel's signature
         (batch,) = inputs
+        if len(device_ids) == 1:  # DataParallel then calls the module itself and gathers nothing
+            return [(batch.to(torch.device("cuda", device_ids[0])),)], [{}]
         parts = split_batch(batch, len(device_ids))
         self._used = [used for _, used in parts]
         self._n_unique = batch.asv_tokens.shape[0]
