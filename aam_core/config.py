@@ -233,7 +233,11 @@ class TrainConfig:
     category_dropout: float = attrs.field(
         default=0.1,
         validator=_probability,
-        metadata=_help("Chance that a training sample's category is replaced by 'unknown', so unseen or missing metadata predicts sensibly.", TRAINING),
+        metadata=_help(
+            "Category dropout, taken in expectation: every training sample is also predicted with its "
+            "categories unknown, and that loss gets this weight, so unseen or missing metadata predicts sensibly.",
+            TRAINING,
+        ),
     )
     target_loss: str = attrs.field(
         default="mse", validator=v.in_(["mse", "mae", "huber"]), metadata=_help("Regression loss.", TRAINING, choices=["mse", "mae", "huber"])
@@ -344,9 +348,11 @@ def save_config(config: RunConfig, path: str | Path) -> None:
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """The raw JSON of a config file; it may hold only some sections and fields (a recipe such
     as ``examples/oral-age-recommended.json`` leaves out the data paths)."""
+    if Path(path).is_dir():
+        raise ConfigError(f"--config {path} is a directory; give the run's config.json inside it.")
     try:
         data = json.loads(Path(path).read_text())
-    except (FileNotFoundError, IsADirectoryError):
+    except FileNotFoundError:
         raise ConfigError(f"Config file not found: {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"Config file {path} is not valid JSON: {exc}") from None

@@ -54,6 +54,7 @@ class Batch:
     nucleotide_target: torch.Tensor | None = None  # long [U, L]: masked bases (-1 elsewhere)
     full_asvs: bool = False  # every real row of asv_tokens has bases in all its patches' range
     full_samples: bool = False  # every sample fills all S slots (mask all True)
+    unknown_branch: bool = False  # also predict every sample with its categories unknown
 
     _TENSORS = (
         "asv_tokens",

@@ -56,6 +56,8 @@ class ModelOutput:
     extras: dict[str, torch.Tensor]  # fusion internals (gates, attention weights)
     unifrac: torch.Tensor | None = None  # [B, D] coordinates whose distances predict UniFrac
     nucleotides: torch.Tensor | None = None  # [U, P, patch, bases] logits of each patch's bases
+    #: [B, out_dim]: the same samples with every category unknown (``batch.unknown_branch``)
+    unknown_prediction: torch.Tensor | None = None
 
 
 class AAMModel(nn.Module):
@@ -152,14 +154,22 @@ class AAMModel(nn.Module):
             return self.fusion(h, batch.mask, tokens, self.pool)
         return self.pool(h, batch.mask), {}
 
+    def _predict(self, pooled: torch.Tensor, categories: torch.Tensor) -> torch.Tensor:
+        prediction = self.target_head(pooled)
+        if self.output_scaling is not None:
+            prediction = self.output_scaling(prediction, categories[:, self.scaling_column])
+        return prediction
+
     def forward(self, batch: Batch) -> ModelOutput:
         h, nucleotides = self.encode(batch)
         pooled, extras = self.pooled(h, batch)
-        prediction = None
+        prediction = unknown = None
         if self.target_head is not None:
-            prediction = self.target_head(pooled)
-            if self.output_scaling is not None:
-                prediction = self.output_scaling(prediction, batch.categories[:, self.scaling_column])
+            prediction = self._predict(pooled, batch.categories)
+            if batch.unknown_branch and self.categorical is not None:
+                # The encoding is shared: only fusion and head run again, on the unknown rows.
+                hidden = attrs.evolve(batch, categories=torch.zeros_like(batch.categories))
+                unknown = self._predict(self.pooled(h, hidden)[0], hidden.categories)
         return ModelOutput(
             prediction=prediction,
             embedding=pooled,
@@ -167,6 +177,7 @@ class AAMModel(nn.Module):
             extras=extras,
             unifrac=self.unifrac_head(pooled) if self.unifrac_head is not None else None,
             nucleotides=nucleotides,
+            unknown_prediction=unknown,
         )
 
 

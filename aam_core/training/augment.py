@@ -1,4 +1,4 @@
-"""Training-time changes to a batch: hidden abundances, dropped categories, masked nucleotides.
+"""Training-time changes to a batch: hidden abundances and masked nucleotides.
 
 Every choice is drawn from a generator seeded by (seed, epoch, batch index, purpose), never from a
 global stream, so a resumed run makes exactly the choices the uninterrupted run made.
@@ -11,23 +11,13 @@ import numpy as np
 import torch
 
 from aam_core.data.batching import Batch
-from aam_core.data.categories import UNKNOWN
 from aam_core.data.tokens import MASK_TOKEN, PAD
 
-_PURPOSE = {"categories": 1, "counts": 2, "nucleotides": 3}
+_PURPOSE = {"counts": 2, "nucleotides": 3}
 
 
 def batch_rng(seed: int, epoch: int, index: int, purpose: str) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, index, _PURPOSE[purpose]])
-
-
-def drop_categories(batch: Batch, rate: float, rng: np.random.Generator) -> Batch:
-    """Each sample's category in each column becomes 'unknown' with probability ``rate``, so the
-    reserved unknown row is trained and unseen or missing metadata predicts sensibly."""
-    if rate <= 0 or batch.categories.numel() == 0:
-        return batch
-    drop = torch.from_numpy(rng.random(tuple(batch.categories.shape)) < rate)
-    return attrs.evolve(batch, categories=batch.categories.masked_fill(drop, UNKNOWN))
 
 
 def hide_abundances(batch: Batch, ratio: float, rng: np.random.Generator) -> Batch:

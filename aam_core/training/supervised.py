@@ -106,7 +106,8 @@ class SupervisedBatches:
         if not key.training:
             return batch
         seed, epoch, index = self.seed, key.epoch, key.index
-        batch = augment.drop_categories(batch, self.category_dropout, augment.batch_rng(seed, epoch, index, "categories"))
+        if self.category_dropout > 0 and self.codes.shape[1]:
+            batch = attrs.evolve(batch, unknown_branch=True)
         if self.count_mask_ratio is not None:
             batch = augment.hide_abundances(batch, self.count_mask_ratio, augment.batch_rng(seed, epoch, index, "counts"))
         return batch
@@ -190,6 +191,11 @@ class SupervisedTask:
         out = self._forward(model, batch)
         loss = losses.target_loss(out.prediction, batch.target, self.encoding.classifier, self.training.target_loss)
         parts = {"target_loss": loss.detach()}
+        if out.unknown_prediction is not None:  # category dropout, taken in expectation
+            weight = self.training.category_dropout
+            unknown = losses.target_loss(out.unknown_prediction, batch.target, self.encoding.classifier, self.training.target_loss)
+            loss = (1.0 - weight) * loss + weight * unknown
+            parts["unknown_category_loss"] = unknown.detach()
         if out.counts is not None and batch.count_mask is not None:
             count = losses.hidden_count_loss(out.counts, batch.counts, batch.totals, batch.count_mask)
             loss = loss + self.training.count_loss_weight * count

@@ -1,0 +1,96 @@
+"""Category dropout trains the reserved 'unknown' category: a model trained with a site column
+predicts samples whose site is missing about as well as a model that never had the column."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from aam_core import predict, train
+from aam_core.training.metrics import regression_metrics
+
+SITES = ("A", "B", "C")
+OFFSET = {"A": 0.0, "B": 30.0, "C": 60.0}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """The target is 20 + 60 × the share of ASV 0 plus a large per-site offset; each site has
+    its own ASVs (as studies do), so the site can also be read from the composition."""
+    from conftest import _write_biom, _write_tsv, random_sequences
+
+    folder = tmp_path_factory.mktemp("offsets")
+    rng = np.random.default_rng(3)
+    n, f = 150, 25
+    sequences = random_sequences(rng, f, low=30, high=40)
+    counts = np.zeros((n, f), dtype=np.int64)
+    sites = [SITES[i % 3] for i in range(n)]
+    for row in range(n):
+        block = 1 + 8 * SITES.index(sites[row]) + np.arange(8)
+        others = rng.choice(block, size=6, replace=False)
+        counts[row, others] = rng.integers(20, 200, size=6)
+        counts[row, 0] = rng.integers(0, 600)
+    share = counts[:, 0] / counts.sum(axis=1)
+    target = 20.0 + 60.0 * share + np.array([OFFSET[s] for s in sites])
+    ids = [f"Q{i:03d}" for i in range(n)]
+    table = _write_biom(folder / "table.biom", counts, sequences, ids)
+    metadata = _write_tsv(folder / "metadata.tsv", ["sample-id", "trait", "site"], [[s, f"{t:.3f}", c] for s, t, c in zip(ids, target, sites, strict=True)])
+    return table, metadata, ids
+
+
+def _train(data, out, **options):
+    table, metadata, ids = data
+    return train(
+        table=table, metadata=metadata, metadata_column="trait", output_dir=out,
+        train_samples=ids[:100], val_samples=ids[100:125], embedding_dim=32, attention_heads=2,
+        attention_layers=1, asv_layers=1, max_bp=40, epochs=20, batch_size=16, lr=3e-3, dropout=0.0,
+        count_prediction=False, target_loss="mse", seed=1, **options,
+    )  # fmt: skip
+
+
+def _hidden_mae(result, data) -> float:
+    table, _, ids = data
+    with pytest.warns(UserWarning, match="No --metadata"):
+        frame = predict(result.model, table).set_index("sample_id").loc[ids[125:]]
+    truth = predict(result.model, table, metadata=data[1]).set_index("sample_id").loc[ids[125:], "actual"]
+    return regression_metrics(truth, frame["predicted"])["mae"]
+
+
+def test_the_unknown_branch_predicts_hidden_categories_like_a_model_without_them(data, tmp_path):
+    without = _train(data, tmp_path / "without", categorical_columns=[])
+    table, metadata, ids = data
+    plain = predict(without.model, table, metadata=metadata).set_index("sample_id").loc[ids[125:]]
+    baseline = regression_metrics(plain["actual"], plain["predicted"])["mae"]
+
+    dropout = _train(data, tmp_path / "dropout", categorical_columns=["site"], fusion="gmu", category_dropout=0.25)
+    none = _train(data, tmp_path / "none", categorical_columns=["site"], fusion="gmu", category_dropout=0.0)
+    assert any("train/unknown_category_loss" in e for e in dropout.metrics["history"])
+    assert not any("train/unknown_category_loss" in e for e in none.metrics["history"])
+    hidden = _hidden_mae(dropout, data)
+    assert hidden < 1.25 * baseline, (hidden, baseline)
+    # Same seed, same initialisation: without category dropout the unknown row only decays; with
+    # it, the row is trained.
+    trained = dropout.model.model.categorical.tables[0].weight[0]
+    untrained = none.model.model.categorical.tables[0].weight[0]
+    assert (trained - untrained).norm() > 0.5 * untrained.norm()
+
+
+def test_the_unknown_branch_reuses_the_encoding(data, tmp_path):
+    """Both predictions come from one forward pass; the unknown one equals a pass with every
+    category set to 'unknown'."""
+    import attrs
+
+    from aam_core.data import load_dataset
+    from aam_core.data.batching import collate
+
+    result = _train(data, tmp_path / "run", categorical_columns=["site"], fusion="gmu", category_dropout=0.25)
+    model = result.model.model.eval()
+    dataset = load_dataset(result.config.data)
+    codes = result.model.encoder.encode(dataset)
+    batch = collate(dataset, np.arange(8), max_asvs=64, categories=codes, target=None)
+    with torch.no_grad():
+        both = model(attrs.evolve(batch, unknown_branch=True))
+        hidden = model(attrs.evolve(batch, categories=torch.zeros_like(batch.categories)))
+    torch.testing.assert_close(both.unknown_prediction, hidden.prediction)
+    assert not torch.allclose(both.prediction, both.unknown_prediction)
