@@ -518,8 +518,7 @@ TRAIN = _cases("train", [
     ("train-samples-directory", ["--train-samples", "{folder}", "--val-samples", "{val_ids}"], ["folder", "directory"]),
     ("train-samples-is-the-metadata", ["--train-samples", "{metadata}", "--val-samples", "{val_ids}"], ["metadata.tsv", "one sample ID per line"]),
     ("train-and-val-overlap", ["--train-samples", "{train_ids}", "--val-samples", "{overlap_ids}"], ["'S020'", "both"]),
-    ("train-samples-without-val", ["--train-samples", "{train_ids}"], ["--train-samples", "--val-samples"],
-     {"xfail": "aam_core/training/train.py _split: 'Give both train and validation samples, or neither.' names no flag"}),
+    ("train-samples-without-val", ["--train-samples", "{train_ids}"], ["--train-samples", "--val-samples"]),
     ("test-samples-and-test-fraction", ["--test-samples", "{val_ids}", "--test-fraction", "0.2"], ["--test-samples", "--test-fraction"]),
     ("stratify-by-unique-values", ["--stratify-by", "age"], ["--stratify-by", "single sample"]),
     ("stratify-by-missing-column", ["--stratify-by", "body"], ["'body'", "Available: age, site"]),
@@ -535,13 +534,11 @@ TRAIN = _cases("train", [
     ("pretrained-encoder-is-text", ["--pretrained-encoder", "{notes}"], ["notes.txt"],),
     ("freeze-base-without-encoder", ["--freeze-base"], ["--freeze-base", "--pretrained-encoder"]),
     ("config-missing", ["--config", "{absent}"], ["absent.file", "not found"]),
-    ("config-directory", ["--config", "{folder}"], ["folder", "directory"],
-     {"xfail": "aam_core/config.py read_config_file says 'Config file not found' for a directory"}),
+    ("config-directory", ["--config", "{folder}"], ["folder", "directory"]),
     ("config-not-json", ["--config", "{bad_json}"], ["bad.json", "not valid JSON"]),
     ("config-is-a-table", ["--config", "{table}"], ["table.biom", "not valid JSON"]),
     ("config-unknown-key", ["--config", "{unknown_key}"], ["unknown-key.json", "epochz"]),
-    ("config-of-pretraining", ["--config", "{pretrain_config}"], ["config.json", "aam pretrain"],
-     {"xfail": "aam_core/training/train.py: \"This config is a pretraining run's\" names no file"}),
+    ("config-of-pretraining", ["--config", "{pretrain_config}"], ["config.json", "aam pretrain"]),
 ])
 
 PRETRAIN = _cases("pretrain", [

@@ -135,7 +135,8 @@ def _warn_batches(config: RunConfig, n_train: int, processes: int = 1) -> None:
 
 def _split(config: RunConfig, dataset: Dataset, train_samples, val_samples, test_samples) -> dict[str, list[str]]:
     if (train_samples is None) != (val_samples is None):
-        raise ConfigError("Give both train and validation samples, or neither.")
+        given = "--train-samples" if train_samples is not None else "--val-samples"
+        raise ConfigError(f"{given} needs the other list too: give both --train-samples and --val-samples, or neither.")
     if test_samples is not None and config.data.test_fraction:
         raise ConfigError("Give --test-samples or --test-fraction, not both.")
     test_ids = resolve_list(test_samples, dataset, "test") if test_samples is not None else []
@@ -210,6 +211,7 @@ def train(
     ``resume_from`` continues the run of a ``checkpoints/last.pt`` in its own directory."""
     resume: Resume | None = None
     rates: dict[str, float] = {}
+    config_source = config if isinstance(config, str | Path) else None
     if resume_from is not None:
         if train_samples is not None or val_samples is not None or test_samples is not None:
             raise ConfigError("--train-samples/--val-samples/--test-samples cannot change the split of a resumed run.")
@@ -217,7 +219,8 @@ def train(
     else:
         config = build_config(config, **options)
     if config.task != "train":
-        raise ConfigError("This config is a pretraining run's; use 'aam pretrain' or start from a fresh config.")
+        where = f"--config {config_source}" if config_source else "This config"
+        raise ConfigError(f"{where} is a pretraining run's config; continue it with 'aam pretrain', or train from a fresh config.")
     fusion_spec = get_plugin("fusion", config.model.fusion)  # checked even when unused
     fusion_spec.make_options(config.model.fusion_options)
     _warn_combinations(config, set(options))
