@@ -1,15 +1,18 @@
-"""Training throughput on the full oral-age table through the real Trainer; prints JSON.
+"""Training or pretraining throughput on the full oral-age table through the real Trainer; prints JSON.
 
 The benchmark configuration (D=128, 4 heads, 4 ASV-encoder + 4 sample-encoder layers, max-asvs
 256, max-bp 100), any parallel strategy: ``single`` and ``dp`` in one process, ``ddp`` and
-``fsdp`` under torchrun (started here with ``--nproc``). Each batch size runs in its own
-process(es), two epochs of ``--max-batches`` steps per process: the first warms up (allocator,
-kernels for each bucketed shape, DataLoader workers), the second is measured. Reported per batch
-size: samples/s of all processes together, seconds a full epoch of the table would take, peak
-memory (RSS; and allocated GPU memory on CUDA) of the largest process, and the unique ASVs a
-batch holds against the B·S slots a padded layout would encode.
+``fsdp`` under torchrun (started here with ``--nproc``). ``--task train`` (the default) regresses
+age; ``--task pretrain`` runs the task ``aam pretrain`` runs: unweighted UniFrac distances
+computed per batch from the table's tree (``tree.nwk``) plus the masked-nucleotide loss, no
+metadata. Each batch size runs in its own process(es), two epochs of ``--max-batches`` steps per
+process: the first warms up (allocator, kernels for each bucketed shape, DataLoader workers), the
+second is measured. Reported per batch size: samples/s of all processes together, seconds a full
+epoch of the table would take, peak memory (RSS; and allocated GPU memory on CUDA) of the largest
+process, and the unique ASVs a batch holds against the B·S slots a padded layout would encode.
 
     python bench/train_throughput.py                                # single, batch 8 and 32
+    python bench/train_throughput.py --task pretrain                # UniFrac + masked nucleotides
     python bench/train_throughput.py --parallel ddp --nproc 2 --device cpu
     python bench/train_throughput.py --batch-sizes 8,32,128 --amp  # on a GPU: bfloat16
 """
@@ -33,40 +36,49 @@ def measure(args: argparse.Namespace) -> dict | None:
     import numpy as np
     import torch
 
-    from aam_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
     from aam_core.data.batching import collate, default_workers
     from aam_core.data.dataset import load_dataset
     from aam_core.model.aam import AAMModel
     from aam_core.model.build import build_model
+    from aam_core.options import build_config
     from aam_core.targets import TargetEncoding
     from aam_core.training.loop import Trainer
+    from aam_core.training.pretrain import DEFAULT_PENALTIES, PretrainTask
     from aam_core.training.run import make_strategy
     from aam_core.training.supervised import Split, SupervisedTask
+    from aam_core.training.unifrac_source import distance_source
     from aam_plugins.transforms.zscore import ZScoreTransform
 
     batch = args.one
-    config = RunConfig(
-        data=DataConfig(
-            table=str(args.data / "table.biom"), metadata=str(args.data / "metadata.tsv"), metadata_column="age",
-            max_asvs=256, max_bp=100,
-        ),
-        model=ModelConfig(embedding_dim=128, attention_heads=4, attention_layers=4, asv_layers=4, patch_size=args.patch_size),
-        training=TrainConfig(
-            batch_size=batch, epochs=2, parallel=args.parallel, device=args.device, amp=args.amp,
-            loader_workers=args.workers, warmup_fraction=0.0, patience=0,
-        ),
+    pretraining = args.task == "pretrain"
+    if pretraining:  # as `aam pretrain --tree`: both losses at their default weights, no metadata
+        task_options = {"tree": args.data / "tree.nwk", "unifrac_metric": "unweighted", **DEFAULT_PENALTIES}
+    else:
+        task_options = {"metadata": args.data / "metadata.tsv", "metadata_column": "age"}
+    config = build_config(
+        task=args.task, table=args.data / "table.biom", max_asvs=256, max_bp=100,
+        embedding_dim=128, attention_heads=4, attention_layers=4, asv_layers=4, patch_size=args.patch_size,
+        batch_size=batch, epochs=2, parallel=args.parallel, device=args.device, amp=args.amp,
+        loader_workers=args.workers, warmup_fraction=0.0, patience=0, **task_options,
     )  # fmt: skip
     strategy = make_strategy(config.training)
     world = strategy.world_size
-    dataset = load_dataset(config.data)
+    dataset = load_dataset(config.data, target_required=not pretraining, keep_all=False)
     rows = np.random.default_rng(0).permutation(len(dataset))
     n_train = min(len(rows) - batch, args.max_batches * batch * world)
-    split = Split(train=rows[:n_train], val=rows[n_train : n_train + batch])
-    encoding = TargetEncoding(None, ZScoreTransform().fit(dataset.target[split.train]), None)
-    torch.manual_seed(0)
-    model = build_model(config, out_dim=1, category_sizes=[], scaling=None).to(strategy.root_device)
+    train_rows, val_rows = rows[:n_train], rows[n_train : n_train + batch]
     codes = np.zeros((len(dataset), 0), dtype=np.int64)
-    task = SupervisedTask(config=config, model=model, dataset=dataset, split=split, codes=codes, encoding=encoding, strategy=strategy)
+    torch.manual_seed(0)
+    model = build_model(config, out_dim=None if pretraining else 1, category_sizes=[], scaling=None).to(strategy.root_device)
+    if pretraining:
+        distances = distance_source(config.data, dataset)
+        task = PretrainTask(
+            config=config, model=model, dataset=dataset, train_rows=train_rows, val_rows=val_rows, distances=distances, strategy=strategy
+        )
+    else:
+        encoding = TargetEncoding(None, ZScoreTransform().fit(dataset.target[train_rows]), None)
+        split = Split(train=train_rows, val=val_rows)
+        task = SupervisedTask(config=config, model=model, dataset=dataset, split=split, codes=codes, encoding=encoding, strategy=strategy)
     trainer = Trainer(model, task, config.training, strategy, conditioning=AAMModel.conditioning_parameters)
     cuda = strategy.root_device.type == "cuda"
     if cuda:
@@ -80,11 +92,12 @@ def measure(args: argparse.Namespace) -> dict | None:
         return None
     unique, slots = [], []
     for start in range(0, min(n_train, 40 * batch), batch):
-        built = collate(dataset, split.train[start : start + batch], max_asvs=256, categories=codes, target=None)
+        built = collate(dataset, train_rows[start : start + batch], max_asvs=256, categories=codes, target=None)
         unique.append(built.asv_tokens.shape[0])
         slots.append(int(built.mask.sum()))
     speed = measured["speed/samples_per_s"]
     return {
+        "task": args.task,
         "parallel": args.parallel,
         "processes": world,
         "device": str(strategy.root_device.type),
@@ -106,6 +119,7 @@ def measure(args: argparse.Namespace) -> dict | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="train", choices=["train", "pretrain"], help="what is trained (pretrain: as 'aam pretrain')")
     parser.add_argument("--parallel", default="single", help="single, dp, ddp, fsdp or any installed strategy")
     parser.add_argument("--nproc", type=int, default=1, help="processes for ddp/fsdp (torchrun)")
     parser.add_argument("--batch-sizes", default="8,32", help="per process")
@@ -128,7 +142,7 @@ def main() -> None:
         if args.parallel in ("ddp", "fsdp"):
             launch += ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(args.nproc)]
         cmd = [*launch, __file__, "--one", str(size), "--parallel", args.parallel, "--max-batches", str(args.max_batches)]
-        cmd += ["--patch-size", str(args.patch_size), "--data", str(args.data)]
+        cmd += ["--task", args.task, "--patch-size", str(args.patch_size), "--data", str(args.data)]
         cmd += ["--amp"] if args.amp else []
         cmd += ["--device", args.device] if args.device else []
         cmd += ["--workers", str(args.workers)] if args.workers is not None else []
@@ -136,10 +150,12 @@ def main() -> None:
         if done.returncode != 0:
             sys.exit(f"batch {size} failed:\n{done.stderr[-3000:]}")
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    summary: dict = {"baseline_system": BASELINE, "runs": results}
+    summary: dict = {"task": args.task, "runs": results}
     by_size = {r["batch_per_process"]: r for r in results}
-    if 8 in by_size and by_size[8]["device"] == "cpu":
-        summary["speedup_vs_baseline_batch8"] = round(by_size[8]["samples_per_s"] / BASELINE["samples_per_s_batch8"], 1)
+    if args.task == "train":  # the baseline system was measured training
+        summary["baseline_system"] = BASELINE
+        if 8 in by_size and by_size[8]["device"] == "cpu":
+            summary["speedup_vs_baseline_batch8"] = round(by_size[8]["samples_per_s"] / BASELINE["samples_per_s_batch8"], 1)
     print(json.dumps(summary, indent=2))
 
 
