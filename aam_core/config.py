@@ -112,7 +112,7 @@ class DataConfig:
         converter=split_columns,
         metadata=_help("Comma-separated categorical metadata columns used as model inputs.", DATA),
     )
-    max_asvs: int = attrs.field(default=256, validator=positive, metadata=_help("Most abundant ASVs kept per sample.", DATA))
+    max_asvs: int = attrs.field(default=128, validator=positive, metadata=_help("Most abundant ASVs kept per sample.", DATA))
     max_bp: int = attrs.field(default=150, validator=positive, metadata=_help("Nucleotides kept per ASV.", DATA))
     rarefy_depth: int | None = attrs.field(
         default=None, validator=positive, metadata=_help("Rarefy every sample to this many reads first.", DATA)
@@ -152,17 +152,20 @@ class DataConfig:
 
 @attrs.define
 class ModelConfig:
-    """Shape of the network and which fusion combines sequences with metadata."""
+    """Shape of the network and which fusion combines sequences with metadata.
+
+    The defaults here and in :class:`TrainConfig` are the recipe measured best on oral-age
+    (README, "Where the accuracy comes from"): what ``aam train`` gives without a config."""
 
     embedding_dim: int = attrs.field(default=128, validator=positive, metadata=_help("Width of every embedding.", MODEL))
     attention_heads: int = attrs.field(default=4, validator=positive, metadata=_help("Attention heads in the encoders.", MODEL))
     attention_layers: int = attrs.field(
-        default=4,
+        default=2,
         validator=positive,
         metadata=_help("Transformer layers in the sample encoder (and ASV encoder unless --asv-layers).", MODEL),
     )
     asv_layers: int | None = attrs.field(
-        default=None, validator=positive, metadata=_help("Transformer layers in the ASV encoder [default: --attention-layers].", MODEL)
+        default=1, validator=positive, metadata=_help("Transformer layers in the ASV encoder (none given: --attention-layers).", MODEL)
     )
     patch_size: int = attrs.field(
         default=4, validator=positive, metadata=_help("Nucleotides per ASV-encoder token (k-mer patch); 1 = one token per base.", MODEL)
@@ -172,7 +175,7 @@ class ModelConfig:
     )
     dropout: float = attrs.field(default=0.1, validator=_unit_interval, metadata=_help("Dropout in the sample encoder and heads.", MODEL))
     fusion: str = attrs.field(
-        default="concat", metadata=_help("How categorical metadata is fused (see --categorical-help, 'aam plugins').", MODEL)
+        default="gmu", metadata=_help("How categorical metadata is fused (see --categorical-help, 'aam plugins').", MODEL)
     )
     fusion_options: dict[str, Any] = attrs.field(factory=dict, metadata={"cli": False})
     classifier: bool = attrs.field(default=False, metadata=_help("Classify the target column instead of regressing it.", MODEL))
@@ -199,9 +202,9 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation, schedule, devices, the target transform and the auxiliary objectives."""
 
-    epochs: int = attrs.field(default=50, validator=positive, metadata=_help("Maximum epochs.", TRAINING))
-    batch_size: int = attrs.field(default=16, validator=positive, metadata=_help("Samples per batch (per device).", TRAINING))
-    lr: float = attrs.field(default=3e-4, validator=positive, metadata=_help("Peak learning rate (AdamW, warmup then cosine).", TRAINING))
+    epochs: int = attrs.field(default=15, validator=positive, metadata=_help("Maximum epochs.", TRAINING))
+    batch_size: int = attrs.field(default=32, validator=positive, metadata=_help("Samples per batch (per device).", TRAINING))
+    lr: float = attrs.field(default=1e-3, validator=positive, metadata=_help("Peak learning rate (AdamW, warmup then cosine).", TRAINING))
     categorical_lr: float | None = attrs.field(
         default=None,
         validator=positive,
@@ -214,7 +217,7 @@ class TrainConfig:
     grad_clip: float = attrs.field(default=1.0, validator=non_negative, metadata=_help("Gradient-norm clip (0 = off).", TRAINING))
     grad_accum: int = attrs.field(default=1, validator=positive, metadata=_help("Batches accumulated per optimizer step.", TRAINING))
     patience: int = attrs.field(
-        default=10, validator=non_negative, metadata=_help("Early stopping: epochs without validation improvement (0 = off).", TRAINING)
+        default=0, validator=non_negative, metadata=_help("Early stopping: epochs without validation improvement (0 = off).", TRAINING)
     )
     seed: int = attrs.field(default=42, validator=_seed, metadata=_help("Seed for the split, initialisation and shuffling.", TRAINING))
     device: str | None = attrs.field(
@@ -240,7 +243,7 @@ class TrainConfig:
         ),
     )
     target_loss: str = attrs.field(
-        default="mse", validator=v.in_(["mse", "mae", "huber"]), metadata=_help("Regression loss.", TRAINING, choices=["mse", "mae", "huber"])
+        default="huber", validator=v.in_(["mse", "mae", "huber"]), metadata=_help("Regression loss.", TRAINING, choices=["mse", "mae", "huber"])
     )
     amp: bool = attrs.field(default=True, metadata=_help("Mixed precision (bfloat16) on CUDA.", TRAINING))
     best_metric: str | None = attrs.field(

@@ -37,6 +37,7 @@ PLANTED_TRAINING = {
     "epochs": 12,
     "lr": 0.005,
     "dropout": 0.0,
+    "target_loss": "mse",  # squared error: the planted share is learnt within 12 epochs
 }
 
 

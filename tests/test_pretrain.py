@@ -140,7 +140,8 @@ def test_the_embedding_cache_gives_the_uncached_predictions(data, pretrained, tm
         ({"embedding_dim": 32}, "--embedding-dim 32 differs from the pretrained encoder's 16"),
         ({"patch_size": 2}, "--patch-size 2 differs from the pretrained encoder's 4"),
         ({"max_bp": 60}, "--max-bp 60 differs from the pretrained encoder's 40"),
-        ({"attention_layers": 2}, "--asv-layers 2 differs"),
+        ({"attention_layers": 2}, "--attention-layers 2 differs from the pretrained encoder's 1"),
+        ({"asv_layers": 2}, "--asv-layers 2 differs from the pretrained encoder's 1"),
     ],
 )
 def test_architecture_mismatch_names_the_setting(data, pretrained, tmp_path, change, needle):
