@@ -94,6 +94,9 @@ def _optional_fraction(instance, attribute, value):
 
 DATA, MODEL, TRAINING, PRETRAINING = "data", "model", "training", "pretraining"
 #: ``--best-metric`` choices: regression, classification, or both (``loss``).
+#: ``aam pretrain``'s loss weights when neither a flag nor its config sets them (``aam train``
+#: adds these losses only when asked: its defaults are 0).
+PRETRAIN_PENALTIES = {"unifrac_penalty": 1.0, "nuc_penalty": 1.0}
 BEST_METRICS = ("mae", "rmse", "r2", "loss", "accuracy", "f1", "auc")
 
 

@@ -36,6 +36,7 @@ def measure(args: argparse.Namespace) -> dict | None:
     import numpy as np
     import torch
 
+    from aam_core.config import PRETRAIN_PENALTIES
     from aam_core.data.batching import collate, default_workers
     from aam_core.data.dataset import load_dataset
     from aam_core.model.aam import AAMModel
@@ -43,7 +44,7 @@ def measure(args: argparse.Namespace) -> dict | None:
     from aam_core.options import build_config
     from aam_core.targets import TargetEncoding
     from aam_core.training.loop import Trainer
-    from aam_core.training.pretrain import DEFAULT_PENALTIES, PretrainTask
+    from aam_core.training.pretrain import PretrainTask
     from aam_core.training.run import make_strategy
     from aam_core.training.supervised import Split, SupervisedTask
     from aam_core.training.unifrac_source import distance_source
@@ -52,7 +53,7 @@ def measure(args: argparse.Namespace) -> dict | None:
     batch = args.one
     pretraining = args.task == "pretrain"
     if pretraining:  # as `aam pretrain --tree`: both losses at their default weights, no metadata
-        task_options = {"tree": args.data / "tree.nwk", "unifrac_metric": "unweighted", **DEFAULT_PENALTIES}
+        task_options = {"tree": args.data / "tree.nwk", "unifrac_metric": "unweighted", **PRETRAIN_PENALTIES}
     else:
         task_options = {"metadata": args.data / "metadata.tsv", "metadata_column": "age"}
     config = build_config(

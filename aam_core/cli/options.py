@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -37,8 +37,17 @@ def _base_type(hint: Any) -> Any:
     return typing.get_origin(hint) or hint
 
 
-def field_options(cls: type, *, only: Iterable[str] | None = None, skip: Iterable[str] = (), group: str | None = None, prefix: str = "") -> list[click.Option]:
-    """One click option per attrs field of ``cls`` (fields with ``cli: False`` metadata skipped)."""
+def field_options(
+    cls: type,
+    *,
+    only: Iterable[str] | None = None,
+    skip: Iterable[str] = (),
+    group: str | None = None,
+    prefix: str = "",
+    defaults: Mapping[str, Any] | None = None,
+) -> list[click.Option]:
+    """One click option per attrs field of ``cls`` (fields with ``cli: False`` metadata skipped);
+    ``defaults`` names the fields whose default differs for this command (shown in the help)."""
     hints = typing.get_type_hints(cls)
     wanted = None if only is None else set(only)
     out = []
@@ -48,7 +57,7 @@ def field_options(cls: type, *, only: Iterable[str] | None = None, skip: Iterabl
             continue
         flag = field.name.replace("_", "-")
         kind = _base_type(hints[field.name])
-        default = _default(field)
+        default = (defaults or {}).get(field.name, _default(field))
         text = meta.get("help") or f"{prefix}{field.name.replace('_', ' ')}."
         if kind is bool:
             text = f"{text}  [default: {'on' if default else 'off'}]"

@@ -8,7 +8,7 @@ import click
 
 from aam_core.cli.options import GroupedCommand, field_options, given
 from aam_core.cli.train import strategy_option, strategy_options
-from aam_core.config import DataConfig, ModelConfig, TrainConfig
+from aam_core.config import PRETRAIN_PENALTIES, DataConfig, ModelConfig, TrainConfig
 
 DATA_FIELDS = ("table", "sequences", "max_asvs", "max_bp", "rarefy_depth", "val_fraction", "tree", "unifrac_matrix", "unifrac_metric", "prune_missing")
 MODEL_FIELDS = ("embedding_dim", "attention_heads", "attention_layers", "asv_layers", "patch_size", "feedforward_mult", "dropout")
@@ -56,7 +56,7 @@ def _params() -> list[click.Option]:
         *out,
         *field_options(DataConfig, only=DATA_FIELDS),
         *field_options(ModelConfig, only=MODEL_FIELDS),
-        *field_options(TrainConfig, skip=SUPERVISED_ONLY),
+        *field_options(TrainConfig, skip=SUPERVISED_ONLY, defaults=PRETRAIN_PENALTIES),
         strategy_option(),
     ]
 

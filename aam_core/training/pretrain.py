@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from aam_core.config import RunConfig, read_config_file
+from aam_core.config import PRETRAIN_PENALTIES, RunConfig, read_config_file
 from aam_core.data.batching import (
     Batch,
     BatchKey,
@@ -48,9 +48,6 @@ from aam_core.training.run import Run, load_resume_config
 from aam_core.training.unifrac_source import distance_source
 
 log = logging.getLogger("aam")
-
-#: What ``aam pretrain`` weighs each loss by unless told otherwise.
-DEFAULT_PENALTIES = {"unifrac_penalty": 1.0, "nuc_penalty": 1.0}
 
 
 @attrs.frozen
@@ -251,7 +248,7 @@ def _with_task_defaults(config: Any, options: dict[str, Any]) -> dict[str, Any]:
     stored = read_config_file(config).get("training", {}) if isinstance(config, str | Path) else {}
     if isinstance(config, RunConfig):
         stored = {"unifrac_penalty": config.training.unifrac_penalty, "nuc_penalty": config.training.nuc_penalty}
-    return {**{k: v for k, v in DEFAULT_PENALTIES.items() if k not in stored}, **options}
+    return {**{k: v for k, v in PRETRAIN_PENALTIES.items() if k not in stored}, **options}
 
 
 def pretrain(
