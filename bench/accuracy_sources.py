@@ -1,0 +1,137 @@
+"""Where does AAM's accuracy on oral-age come from? Nested k-fold CV of every variant on the
+same folds, scored only on held-out samples (selection on each fold's inner validation split).
+
+Variants: AAM with and without the study column, AAM trained with the study but predicting each
+held-out sample with its study hidden (no metadata, as for a sample from a new study), the random
+forest with and without a one-hot study column, and a study-mean predictor (each study's mean
+age in the training fold). For
+each: pooled MAE/RMSE/R², per-fold MAE, and MAE within qiita study 10317 (the largest study with
+a wide age range, where the study label says nothing about age).
+
+    python bench/accuracy_sources.py --output-dir runs/accuracy [--folds 5] [--config FILE]
+
+Prints JSON; also writes accuracy.json and accuracy.md (the README table) to --output-dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import RandomForestRegressor
+
+from aam_core import cross_validate, predict
+from aam_core.baseline import feature_matrix
+from aam_core.config import DataConfig
+from aam_core.data.dataset import load_dataset
+from aam_core.training.metrics import regression_metrics
+
+HERE = Path(__file__).resolve().parent
+ORAL = HERE.parents[1] / "shared" / "data" / "oral-age"
+STUDY, WIDE = "qiita_study_id", "10317"
+
+
+def _forest_with_study(data, study: np.ndarray, folds: pd.DataFrame, k: int, seed: int) -> pd.DataFrame:
+    """The forest on relative abundances plus a one-hot study column, fitted on the fold's
+    inner training and validation samples, scored on its held-out samples."""
+    role = folds.set_index("sample_id")[f"role_{k}"]
+    rows = {r: data.rows_of([s for s in data.sample_ids if role[s] in wanted]) for r, wanted in (("fit", ("train", "val")), ("test", ("test",)))}
+    studies = sorted(set(study[rows["fit"]]))
+    onehot = (study[:, None] == np.array(studies)[None, :]).astype(np.float32)
+    x = np.hstack([feature_matrix(data.counts, "relative").toarray(), onehot])
+    model = RandomForestRegressor(n_estimators=500, max_features="sqrt", random_state=seed, n_jobs=-1)
+    model.fit(x[rows["fit"]], data.target[rows["fit"]])
+    test = rows["test"]
+    return pd.DataFrame({"sample_id": data.sample_ids[test], "actual": data.target[test], "predicted": model.predict(x[test]), "fold": k})
+
+
+def _study_hidden(out: Path, data, folds: pd.DataFrame, k: int, table: str) -> pd.DataFrame:
+    """Fold k's AAM model (trained with the study) on its held-out samples, without metadata:
+    every category unknown, as for samples from a study it never saw."""
+    test = folds.loc[folds[f"role_{k}"] == "test", "sample_id"].tolist()
+    frame = predict(out / "with-study" / f"fold-{k}" / "aam" / "checkpoints" / "best.pt", table)
+    frame = frame.assign(sample_id=frame["sample_id"].astype(str)).set_index("sample_id").loc[test]
+    actual = pd.Series(data.target, index=data.sample_ids).loc[test].to_numpy()
+    return pd.DataFrame({"sample_id": test, "actual": actual, "predicted": frame["predicted"].to_numpy(), "fold": k})
+
+
+def _study_mean(data, study: np.ndarray, folds: pd.DataFrame, k: int) -> pd.DataFrame:
+    role = folds.set_index("sample_id")[f"role_{k}"].reindex(data.sample_ids).to_numpy()
+    fit, test = np.isin(role, ["train", "val"]), role == "test"
+    means = pd.Series(data.target[fit]).groupby(study[fit]).mean()
+    predicted = pd.Series(study[test]).map(means).fillna(float(data.target[fit].mean())).to_numpy()
+    return pd.DataFrame({"sample_id": data.sample_ids[test], "actual": data.target[test], "predicted": predicted, "fold": k})
+
+
+def _summary(frame: pd.DataFrame, study: pd.Series) -> dict:
+    pooled = regression_metrics(frame["actual"], frame["predicted"])
+    per_fold = [regression_metrics(f["actual"], f["predicted"])["mae"] for _, f in frame.groupby("fold")]
+    wide = frame[study.loc[frame["sample_id"]].to_numpy() == WIDE]
+    return {
+        "pooled": pooled,
+        "fold_mae": per_fold,
+        "mae_mean_sd": [float(np.mean(per_fold)), float(np.std(per_fold, ddof=1))],
+        f"mae_{WIDE}": regression_metrics(wide["actual"], wide["predicted"])["mae"],
+        f"r2_{WIDE}": regression_metrics(wide["actual"], wide["predicted"])["r2"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--table", default=str(ORAL / "table.biom"))
+    parser.add_argument("--metadata", default=str(ORAL / "metadata.tsv"))
+    parser.add_argument("--config", default=str(HERE.parent / "examples" / "oral-age-recommended.json"))
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--output-dir", required=True)
+    args = parser.parse_args()
+    out = Path(args.output_dir)
+    common = dict(table=args.table, metadata=args.metadata, metadata_column="age", folds=args.folds, seed=args.seed, config=args.config, force=True)
+    timings = {}
+    started = time.perf_counter()
+    with_study = cross_validate(output_dir=out / "with-study", categorical_columns=[STUDY], baseline="random-forest", **common)
+    timings["aam_with_study_cv_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    without = cross_validate(output_dir=out / "without-study", categorical_columns=[], baseline=None, **common)
+    timings["aam_without_study_cv_s"] = time.perf_counter() - started
+
+    data = load_dataset(DataConfig(table=args.table, metadata=args.metadata, metadata_column="age", categorical_columns=[STUDY]))
+    study = data.column(STUDY)
+    folds = pd.read_csv(out / "with-study" / "folds.tsv", sep="\t", dtype=str)
+    forest_study = pd.concat([_forest_with_study(data, study, folds, k, args.seed) for k in range(1, args.folds + 1)])
+    study_mean = pd.concat([_study_mean(data, study, folds, k) for k in range(1, args.folds + 1)])
+    hidden = pd.concat([_study_hidden(out, data, folds, k, args.table) for k in range(1, args.folds + 1)])
+    by_id = pd.Series(study, index=data.sample_ids)
+    variants = {
+        "AAM, study as input": with_study.predictions["aam"],
+        "AAM, study as input, hidden when predicting": hidden,
+        "AAM, no study": without.predictions["aam"],
+        "forest, abundances": with_study.predictions["random-forest"],
+        "forest, abundances + one-hot study": forest_study,
+        "study mean": study_mean,
+    }
+    result = {"folds": args.folds, "seed": args.seed, "config": args.config, "variants": {}, "timings": timings}
+    for name, frame in variants.items():
+        frame = frame.assign(sample_id=frame["sample_id"].astype(str))
+        result["variants"][name] = _summary(frame, by_id)
+    lines = [
+        "| variant | pooled MAE | MAE per fold (mean ± sd) | R² | MAE within study 10317 | R² within 10317 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, entry in result["variants"].items():
+        mean, sd = entry["mae_mean_sd"]
+        lines.append(
+            f"| {name} | {entry['pooled']['mae']:.2f} | {mean:.2f} ± {sd:.2f} | {entry['pooled']['r2']:.3f} | "
+            f"{entry[f'mae_{WIDE}']:.2f} | {entry[f'r2_{WIDE}']:.3f} |"
+        )
+    (out / "accuracy.md").write_text("\n".join(lines) + "\n")
+    (out / "accuracy.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
