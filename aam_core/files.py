@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is only a type here: `aam unifrac` writes through this module
+    import pandas as pd
 
 TMP_SUFFIX = ".aamtmp"
 

@@ -20,31 +20,19 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from aam_core.data.paths import input_file
 from aam_core.errors import ConfigError, DataError, library_message
+from aam_core.files import write_atomic
 from aam_core.unifrac.decimals import format_rows
 
 FORMATS = {".h5": "h5", ".hdf5": "h5", ".npy": "npy", ".tsv": "tsv"}
 Stripes = Iterable[tuple[int, np.ndarray]]
 _TSV_CELLS = 1 << 18  # values formatted at once (~30 MB of scratch)
-
-
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    """``write(tmp)`` then rename to ``path``, as :func:`aam_core.files.write_atomic` does (not
-    imported: its module loads pandas, a quarter of a second this command does not need)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def output_format(path: str | os.PathLike) -> str:
@@ -98,7 +86,7 @@ def write_matrix(path: str | os.PathLike, sample_ids: list[str], stripes: Stripe
             matrix.flush()
             del matrix
             text = "".join(f"{s}\n" for s in sample_ids)
-            _write_atomic(ids_path(path), lambda tmp_ids: tmp_ids.write_text(text))
+            write_atomic(ids_path(path), lambda tmp_ids: tmp_ids.write_text(text))
             return
         # Mirrored stripes write columns as well as rows: cheap on a memory map, not in an HDF5
         # dataset or a text file. Fill a scratch map; copy each row out once it is complete.
@@ -110,7 +98,7 @@ def write_matrix(path: str | os.PathLike, sample_ids: list[str], stripes: Stripe
         finally:
             scratch.unlink(missing_ok=True)
 
-    return _write_atomic(path, write)
+    return write_atomic(path, write)
 
 
 def _write_h5(path: Path, sample_ids: list[str], matrix: np.ndarray, rows: Iterator[tuple[int, int]]) -> None:
