@@ -29,7 +29,14 @@ from scipy import sparse
 from aam_core.config import DataConfig
 from aam_core.data.dataset import Dataset, load_dataset
 from aam_core.data.paths import output_file
-from aam_core.data.samples import Samples, none_usable, present, resolve_samples, resolve_split
+from aam_core.data.samples import (
+    Samples,
+    check_disjoint,
+    none_usable,
+    present,
+    resolve_samples,
+    resolve_split,
+)
 from aam_core.errors import ConfigError, DataError
 from aam_core.files import write_tsv_atomic
 from aam_core.interfaces import Baseline
@@ -89,18 +96,6 @@ def feature_matrix(counts: sparse.csr_matrix, features: str) -> sparse.csr_matri
     return sparse.csr_matrix(sparse.diags((1.0 / totals).astype(np.float32)) @ counts)
 
 
-def _disjoint(lists: dict[str, list[str]]) -> None:
-    names = list(lists)
-    for i, first in enumerate(names):
-        for second in names[i + 1 :]:
-            overlap = set(lists[first]) & set(lists[second])
-            if overlap:
-                raise DataError(
-                    f"{len(overlap)} samples are in both the {first} and {second} lists, "
-                    f"e.g. '{sorted(overlap)[0]}'."
-                )
-
-
 def _split_samples(
     data: Dataset, train: Samples, val: Samples | None, test: Samples | None
 ) -> tuple[list[str], list[str], list[str]]:
@@ -114,7 +109,7 @@ def _split_samples(
     for what in ("training", "test"):
         if not ids[what]:
             raise none_usable(listed[what], lists[what], what)
-    _disjoint(ids)
+    check_disjoint(ids)
     return ids["training"], ids["validation"], ids["test"]
 
 
