@@ -58,6 +58,13 @@ def _previous_predictions(path: Path, ids: list[str], shift: float = 0.0) -> Pat
     return _write_tsv(path, ["sample_id", "actual", "predicted"], rows)
 
 
+def _write_folder(folder: Path, contents: dict[str, bytes]) -> Path:
+    for name, content in contents.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(content)
+    return folder
+
+
 def _write_tables(c: Path, data, files: dict[str, Path]) -> None:
     counts, seqs, ids = data.counts, data.sequences, data.sample_ids
     hashes = [f"{i:032x}" for i in range(len(seqs))]
@@ -274,6 +281,9 @@ def _write_runs(c: Path, data, files: dict[str, Path]) -> None:
     files["run_dir"] = c / "run"
     pretrain(table=data.table, unifrac_penalty=0, output_dir=c / "pre", **TINY_MODEL)
     files["pretrained"] = c / "pre" / "checkpoints" / "best.pt"
+    whole = files["model"].read_bytes()
+    files["truncated_model"] = c / "truncated.pt"
+    files["truncated_model"].write_bytes(whole[: len(whole) // 2])
     files["config"] = c / "run" / "config.json"
     files["pretrain_config"] = c / "pre" / "config.json"
     files["bad_json"] = c / "bad.json"
@@ -335,16 +345,30 @@ BASE = {
     ],
     "evaluate": [],
     "unifrac": ["--table", "{table}", "--tree", "{tree}", "--output", "{out}"],
+    "explain": ["--model", "{model}", "--table", "{table}", "--metadata", "{metadata}", "--steps", "2", "--output-dir", "{out}"],
 }
 #: Commands whose output is a directory (a previous run there is replaced only with --force).
-DIRECTORY_OUTPUT = ("train", "pretrain", "cv")
+DIRECTORY_OUTPUT = ("train", "pretrain", "cv", "explain")
+#: An earlier ``aam explain`` folder, beside a person's notes (other directory commands get
+#: test_cli's previous run): ``--force`` would replace these very names.
+PREVIOUS_EXPLAIN = {
+    "attributions.tsv": b"sample_id\tfeature_id\tsequence\ttaxonomy\tabundance\tattribution\nA\tf\tACGT\t\t1.0\t0.5\n",
+    "attributions.biom": b"not really a BIOM table",
+    "importance.tsv": b"id\timportance\nf\t0.5\n",
+    "features.tsv": b"feature_id\tsequence\nf\tACGT\n",
+    "samples.tsv": b"sample_id\tpredicted\nA\t1.0\n",
+    "summary.json": b'{"previous": "explanation"}\n',
+    "figures/top_features.png": b"\x89PNG\r\n\x1a\nfake",
+    "figures/waterfall.png": b"\x89PNG\r\n\x1a\nfake too",
+    "notes.txt": b"a person's own notes\n",
+}
 #: The name of a fresh output file, by command.
 OUTPUT_NAME = {"predict": "predictions.tsv", "baseline": "rf.tsv", "unifrac": "dm.tsv"}
 
-TABLE_COMMANDS = ("train", "pretrain", "predict", "baseline", "cv", "unifrac")
-METADATA_COMMANDS = ("train", "predict", "baseline", "cv")
+TABLE_COMMANDS = ("train", "pretrain", "predict", "explain", "baseline", "cv", "unifrac")
+METADATA_COMMANDS = ("train", "predict", "explain", "baseline", "cv")
 TARGET_COMMANDS = ("train", "baseline", "cv")
-HASHED_COMMANDS = ("train", "pretrain", "predict", "baseline", "cv", "unifrac")
+HASHED_COMMANDS = ("train", "pretrain", "predict", "explain", "baseline", "cv", "unifrac")
 
 #: ``--table FILE``: (placeholder, what the line says beside the file name, commands).
 TABLE_CASES = {
@@ -552,13 +576,20 @@ PRETRAIN = _cases("pretrain", [
     ("previous-run-without-force", [], ["--force"], {"modes": ("previous",), "force": False}),
 ])
 
-PREDICT = _cases("predict", [
+#: ``--model`` and the flags of every command that runs a trained model (predict, explain).
+MODEL_FLAGS = [
     ("model-missing", ["--model", "{absent}"], ["absent.file", "not found"]),
     ("model-is-text", ["--model", "{notes}"], ["notes.txt", "not an AAM checkpoint"],),
+    ("model-is-truncated", ["--model", "{truncated_model}"], ["truncated.pt", "not an AAM checkpoint"]),
     ("model-is-the-run-directory", ["--model", "{run_dir}"], ["directory", "checkpoints/best.pt"]),
     ("model-is-a-pretrained-encoder", ["--model", "{pretrained}"], ["best.pt", "'pretrain'"]),
+    ("model-is-a-table", ["--model", "{table}"], ["table.biom", "not written by AAM"]),
     ("batch-size-zero", ["--batch-size", "0"], ["--batch-size", "0"]),
     ("unknown-device", ["--device", "foo"], ["--device", "'foo'"]),
+]
+
+PREDICT = _cases("predict", [
+    *MODEL_FLAGS,
     ("output-is-a-directory", ["--output", "{folder}"], ["folder", "directory"]),
     ("output-inside-a-file", ["--output", "{notes}/p.tsv"], ["notes.txt", "not a directory"]),
     ("output-is-the-table", ["--output", "{table}"], ["table.biom", "--table"]),
@@ -630,7 +661,28 @@ UNIFRAC = _cases("unifrac", [
     ("hashed-table-and-a-tree-of-sequences", ["--table", "{hashed}"], ["hashed.biom", "tree.nwk", "--sequences"]),
 ])
 
-CASES: dict[str, Case] = {**_file_cases(), **TRAIN, **PRETRAIN, **PREDICT, **BASELINE, **CV, **EVALUATE, **UNIFRAC}
+EXPLAIN = _cases("explain", [
+    *MODEL_FLAGS,
+    ("samples-unknown", ["--samples", "{unknown_ids}"], ["unknown.txt", "'X1'"]),
+    ("samples-empty", ["--samples", "{empty_ids}"], ["empty-ids.txt", "no sample IDs"]),
+    ("samples-missing", ["--samples", "{absent}"], ["absent.file", "not found"]),
+    ("samples-directory", ["--samples", "{folder}"], ["folder", "directory"]),
+    ("samples-is-the-metadata", ["--samples", "{metadata}"], ["metadata.tsv", "one sample ID per line"]),
+    ("samples-is-the-table", ["--samples", "{table}"], ["table.biom", "not a text file of sample IDs"]),
+    ("table-all-samples-empty", ["--table", "{all_empty}"], ["all-empty.biom", "reads"]),
+    ("unknown-method", ["--method", "shap"], ["'shap'", "Available:", "occlusion"]),
+    ("top-zero", ["--top", "0"], ["--top", "at least 1"]),
+    ("steps-zero", ["--steps", "0"], ["--steps", "at least 1"]),
+    ("waterfall-sample-unknown", ["--sample", "NOPE"], ["--sample 'NOPE'"]),
+    ("waterfall-sample-not-explained", ["--samples", "{val_ids}", "--sample", "S000"], ["--sample 'S000'"]),
+    ("output-dir-is-a-file", ["--output-dir", "{notes}"], ["--output-dir", "notes.txt"]),
+    ("output-dir-inside-a-file", ["--output-dir", "{notes}/explain"], ["notes.txt", "not a directory"]),
+    ("previous-result-without-force", [], ["--force"], {"modes": ("previous",), "force": False}),
+])
+
+CASES: dict[str, Case] = {
+    **_file_cases(), **TRAIN, **PRETRAIN, **PREDICT, **EXPLAIN, **BASELINE, **CV, **EVALUATE, **UNIFRAC,
+}
 
 
 # -- running them --------------------------------------------------------------------------------
@@ -639,6 +691,8 @@ def _output(command: str, mode: str, folder: Path) -> Path | None:
     if command == "evaluate":
         return None
     if command in DIRECTORY_OUTPUT:
+        if mode == "previous" and command == "explain":
+            return _write_folder(folder / "previous", PREVIOUS_EXPLAIN)
         if mode == "previous":
             return write_previous_run(folder / "previous")
         return folder / "fresh-run"
@@ -689,6 +743,10 @@ CONSOLE = {
         None,
     ),
     "predict-missing-metadata": (["predict", "--model", "{model}", "--table", "{table}", "--metadata", "{absent}", "--output", "{out}/p.tsv"], None),
+    "explain-missing-metadata": (
+        ["explain", "--model", "{model}", "--table", "{table}", "--metadata", "{absent}", "--output-dir", "{out}/explain"],
+        None,
+    ),
     "train-missing-table": (
         ["train", "--table", "{absent}", "--metadata", "{metadata}", "--metadata-column", "age", "--output-dir", "{out}/run"],
         None,

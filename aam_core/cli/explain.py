@@ -46,9 +46,10 @@ def command(
         --output-dir explain --faithfulness
     """
     from aam_core.attribution.api import explain
+    from aam_core.cli.predict import _checkpoint
 
     result = explain(
-        model_path,
+        _checkpoint(model_path),  # a run directory is named as one, not "not found"
         table,
         output_dir=output_dir,
         metadata=metadata,
