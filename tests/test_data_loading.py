@@ -352,3 +352,18 @@ def test_demo_dataset_loads():
     assert len(set(ds.column("qiita_study_id"))) == 9
     assert np.isfinite(ds.target).all()
     assert ds.tokens.shape[1] == 100
+
+
+def test_metadata_sharing_no_sample_is_one_line_from_a_real_process(tiny_data, tmp_path, start_aam):
+    """The error alone: no log line about the mismatched samples printed before it."""
+    foreign = tmp_path / "foreign.tsv"
+    foreign.write_text("sample-id\tage\n" + "".join(f"X{i}\t{i}\n" for i in range(5)))
+    process = start_aam(
+        "train", "--table", tiny_data.table, "--metadata", foreign, "--metadata-column", "age",
+        "--output-dir", tmp_path / "run",
+    )  # fmt: skip
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("aam: error:") and "foreign.tsv" in lines[0], err
+    assert not (tmp_path / "run").exists()

@@ -184,11 +184,11 @@ def load_dataset(
     dropped: list[str] = []
     if config.metadata is not None:
         in_meta = np.isin(sample_ids, metadata.index.to_numpy())
+        if not in_meta.any():  # the error alone, no log line about the mismatch before it
+            raise DataError(_no_shared_samples(config, sample_ids, metadata))
         n_meta_only = len(set(metadata.index) - set(sample_ids))
         if n_meta_only:
             log.info("%d samples of %s are not in %s.", n_meta_only, config.metadata, config.table)
-        if not in_meta.any():
-            raise DataError(_no_shared_samples(config, sample_ids, metadata))
         if target_required:
             _drop(dropped, f"in {config.table} but not in {config.metadata}", int((~in_meta).sum()))
             keep &= in_meta
