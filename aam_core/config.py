@@ -93,10 +93,13 @@ def _optional_fraction(instance, attribute, value):
 
 
 DATA, MODEL, TRAINING, PRETRAINING = "data", "model", "training", "pretraining"
-#: ``--best-metric`` choices: regression, classification, or both (``loss``).
 #: ``aam pretrain``'s loss weights when neither a flag nor its config sets them (``aam train``
-#: adds these losses only when asked: its defaults are 0).
-PRETRAIN_PENALTIES = {"unifrac_penalty": 1.0, "nuc_penalty": 1.0}
+#: adds these losses only when asked: its defaults are 0). The UniFrac loss (squared error of
+#: distances in [0, 1], ~0.003 once trained) is weighed 20 against the masked-nucleotide
+#: cross-entropy (~0.25): on oral-age, 30 epochs at D=64, validation-pair UniFrac R² 0.739
+#: against 0.691 at weight 1, nucleotide accuracy 0.909 against 0.914.
+PRETRAIN_PENALTIES = {"unifrac_penalty": 20.0, "nuc_penalty": 1.0}
+#: ``--best-metric`` choices: regression, classification, or both (``loss``).
 BEST_METRICS = ("mae", "rmse", "r2", "loss", "accuracy", "f1", "auc")
 
 
