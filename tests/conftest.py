@@ -42,6 +42,7 @@ Every test session runs torch on one thread (``_one_torch_thread``, autouse).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -53,6 +54,7 @@ import attrs
 import biom
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -435,3 +437,19 @@ def read_tensorboard() -> Callable[[Path], object]:
         return events
 
     return read
+
+
+#: metrics.json fields that measure wall-clock time, which no two runs share.
+TIMING = ("speed/samples_per_s", "speed/epoch_seconds")
+
+
+def run_outcome(run_dir: Path) -> tuple[pd.DataFrame, dict]:
+    """A run's ``val_predictions.tsv`` and ``metrics.json`` without wall-clock fields: what two
+    runs meant to be equal (resumed, or on other processes) must agree on."""
+    frame = pd.read_csv(run_dir / "val_predictions.tsv", sep="\t", dtype={"sample_id": str})
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics.pop("seconds")
+    for entry in metrics["history"]:
+        for key in TIMING:
+            entry.pop(key)
+    return frame, metrics

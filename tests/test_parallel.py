@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import run_outcome
 from parallel_contract import check_strategy
 from parallel_worker import TINY
 
@@ -31,7 +32,6 @@ from aam_core.training.metrics import compute_metrics
 HERE = Path(__file__).resolve().parent
 CUDA = torch.cuda.is_available()
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-TIMING = ("speed/samples_per_s", "speed/epoch_seconds")
 
 
 def _env() -> dict[str, str]:
@@ -58,16 +58,6 @@ def worker(data, tmp_path_factory):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]
     return out / "runs", json.loads((out / "results.json").read_text())
-
-
-def _outcome(run_dir: Path) -> tuple[pd.DataFrame, dict]:
-    frame = pd.read_csv(run_dir / "val_predictions.tsv", sep="\t", dtype={"sample_id": str})
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    metrics.pop("seconds")
-    for entry in metrics["history"]:
-        for key in TIMING:
-            entry.pop(key)
-    return frame, metrics
 
 
 # -- the contract, over every registered strategy -------------------------------------------------
@@ -156,8 +146,8 @@ def test_fsdp_run_stopped_by_one_process_signal_resumes_exactly(worker):
     """Only rank 1 got the SIGTERM; both stopped at the same step, saved one last.pt and the
     resumed run ends as the uninterrupted one did — the loss history included."""
     runs, _ = worker
-    frame, metrics = _outcome(runs / "fsdp-resumed")
-    expected_frame, expected_metrics = _outcome(runs / "fsdp")
+    frame, metrics = run_outcome(runs / "fsdp-resumed")
+    expected_frame, expected_metrics = run_outcome(runs / "fsdp")
     pd.testing.assert_frame_equal(frame, expected_frame, check_exact=False, rtol=1e-5)
     assert metrics["best_epoch"] == expected_metrics["best_epoch"]
     assert len(metrics["history"]) == len(expected_metrics["history"]) == 2

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import run_outcome
 
 from aam_core import ConfigError, train
 from aam_core.checkpoint import load_checkpoint
@@ -35,7 +36,6 @@ RUN = {
     "seed": 5,
     "checkpoint_every": 1,
 }
-TIMING = ("speed/samples_per_s", "speed/epoch_seconds")
 
 
 def flags(data, out) -> list[str]:
@@ -43,17 +43,6 @@ def flags(data, out) -> list[str]:
     for key, value in RUN.items():
         base += ["--" + key.replace("_", "-"), str(value)]
     return [*base, "--output-dir", out]
-
-
-def outcome(run_dir: Path) -> tuple[pd.DataFrame, dict]:
-    """``val_predictions.tsv`` and ``metrics.json`` without wall-clock fields."""
-    frame = pd.read_csv(run_dir / "val_predictions.tsv", sep="\t", dtype={"sample_id": str})
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    metrics.pop("seconds")
-    for entry in metrics["history"]:
-        for key in TIMING:
-            entry.pop(key)
-    return frame, metrics
 
 
 def loop_position(path: Path) -> tuple[int, int] | None:
@@ -127,8 +116,8 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(data, reference, st
     assert resumed.returncode == 0, err
     assert "Resuming train from" in err
 
-    frame, metrics = outcome(out)
-    expected_frame, expected_metrics = outcome(reference)
+    frame, metrics = run_outcome(out)
+    expected_frame, expected_metrics = run_outcome(reference)
     pd.testing.assert_frame_equal(frame, expected_frame, check_exact=False, rtol=1e-5)
     assert metrics.keys() == expected_metrics.keys()
     assert metrics["best_epoch"] == expected_metrics["best_epoch"]
