@@ -28,10 +28,10 @@ import torch
 from aam_core.errors import CheckpointError
 from aam_core.files import write_atomic
 
-FORMAT = 2
+FORMAT = 3
 KINDS = ("train", "pretrain")
 
-#: Every key a format-2 checkpoint may hold.
+#: Every key a checkpoint of this format may hold.
 KEYS = frozenset(
     {
         "format",
@@ -71,8 +71,19 @@ def _v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
+def _v2_to_v3(payload: dict[str, Any]) -> dict[str, Any]:
+    """Format 2 predates the separate head for samples with every category unknown: such a model
+    predicts them with its main head, so its config says ``unknown_head`` off."""
+    payload = dict(payload)
+    config = {section: dict(values) if isinstance(values, dict) else values for section, values in payload["config"].items()}
+    config.setdefault("model", {}).setdefault("unknown_head", False)
+    payload["config"] = config
+    payload["format"] = 3
+    return payload
+
+
 #: ``from_format → function`` turning a payload of that format into the next one.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def _write(payload: dict[str, Any], tmp: Path) -> None:

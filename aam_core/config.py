@@ -191,6 +191,12 @@ class ModelConfig:
     conditional_output_scaling: str | None = attrs.field(
         default=None, metadata=_help("Categorical column with a learned per-category scale and bias on the output.", MODEL)
     )
+    unknown_head: bool = attrs.field(
+        default=True,
+        metadata=_help(
+            "A separate target head for samples whose categories are all unknown (trained by --category-dropout).", MODEL
+        ),
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.embedding_dim % self.attention_heads:
@@ -240,7 +246,7 @@ class TrainConfig:
         metadata=_help("Share of each sample's ASVs whose abundance is hidden and predicted (with --count-prediction).", TRAINING),
     )
     category_dropout: float = attrs.field(
-        default=0.1,
+        default=0.5,
         validator=_probability,
         metadata=_help(
             "Category dropout, taken in expectation: every training sample is also predicted with its "
@@ -249,7 +255,9 @@ class TrainConfig:
         ),
     )
     target_loss: str = attrs.field(
-        default="huber", validator=v.in_(["mse", "mae", "huber"]), metadata=_help("Regression loss.", TRAINING, choices=["mse", "mae", "huber"])
+        default="mae",
+        validator=v.in_(["mse", "mae", "huber"]),
+        metadata=_help("Regression loss (mae is what MAE, the reported metric, measures).", TRAINING, choices=["mse", "mae", "huber"]),
     )
     amp: bool = attrs.field(default=True, metadata=_help("Mixed precision (bfloat16) on CUDA.", TRAINING))
     best_metric: str | None = attrs.field(

@@ -53,9 +53,18 @@ def test_best_and_last_hold_format_kind_and_state(run):
     assert state["loop"]["world_size"] == 1
 
 
+def _as_format_2(payload: dict) -> dict:
+    """What format 2 wrote: no head of its own for samples with every category unknown."""
+    old = dict(payload, format=2)
+    old["model_state"] = {k: v for k, v in payload["model_state"].items() if not k.startswith("unknown_head.")}
+    model = {k: v for k, v in payload["config"]["model"].items() if k != "unknown_head"}
+    old["config"] = {**payload["config"], "model": model}
+    return old
+
+
 def _as_format_1(payload: dict) -> dict:
     """What AAM 0.1 wrote: no kind, no training state, six token rows, an ``out_dim`` field."""
-    old = {k: v for k, v in payload.items() if k not in ("kind", "training_state")}
+    old = {k: v for k, v in _as_format_2(payload).items() if k not in ("kind", "training_state")}
     old["format"] = 1
     state = dict(old["model_state"])
     state["asv_encoder.base_embedding.weight"] = state["asv_encoder.base_embedding.weight"][:6].clone()
@@ -80,10 +89,25 @@ def test_format_1_checkpoints_migrate_and_predict_the_same(run, tmp_path):
     assert migrated["model_state"]["asv_encoder.base_embedding.weight"].shape[0] == 7
 
 
+def test_format_2_checkpoints_migrate_to_the_main_head_for_unknown_categories(run, tmp_path):
+    """A format-2 model had no separate unknown head: migrated, it predicts every sample with its
+    main head, so samples with known categories keep their predictions."""
+    data, out = run
+    best = out / "checkpoints" / "best.pt"
+    assert any(k.startswith("unknown_head.") for k in raw(best)["model_state"])  # the default has one
+    old = tmp_path / "v2.pt"
+    torch.save(_as_format_2(raw(best)), old)
+    migrated = load_model(old)
+    assert migrated.model.unknown_head is None and migrated.config.model.unknown_head is False
+    now = predict(load_model(best), data.table, metadata=data.metadata)
+    then = predict(migrated, data.table, metadata=data.metadata)
+    np.testing.assert_allclose(then["predicted"], now["predicted"], rtol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("change", "needle"),
     [
-        (lambda p: {**p, "format": FORMAT + 1, "aam_version": "9.9"}, "format 3, newer than this AAM reads"),
+        (lambda p: {**p, "format": FORMAT + 1, "aam_version": "9.9"}, f"format {FORMAT + 1}, newer than this AAM reads"),
         (lambda p: {**p, "future_field": 1}, "keys this AAM does not know \\(future_field\\)"),
         (lambda p: {k: v for k, v in p.items() if k != "model_state"}, "missing model_state"),
         (lambda p: {**p, "kind": "pretrain"}, "is a 'pretrain' checkpoint where a 'train' one is needed"),

@@ -39,12 +39,12 @@ def data(tmp_path_factory):
     return table, metadata, ids
 
 
-def _train(data, out, **options):
+def _train(data, out, epochs=20, **options):
     table, metadata, ids = data
     return train(
         table=table, metadata=metadata, metadata_column="trait", output_dir=out,
         train_samples=ids[:100], val_samples=ids[100:125], embedding_dim=32, attention_heads=2,
-        attention_layers=1, asv_layers=1, max_bp=40, epochs=20, batch_size=16, lr=3e-3, dropout=0.0,
+        attention_layers=1, asv_layers=1, max_bp=40, epochs=epochs, batch_size=16, lr=3e-3, dropout=0.0,
         count_prediction=False, target_loss="mse", seed=1, **options,
     )  # fmt: skip
 
@@ -58,13 +58,15 @@ def _hidden_mae(result, data) -> float:
 
 
 def test_the_unknown_branch_predicts_hidden_categories_like_a_model_without_them(data, tmp_path):
-    without = _train(data, tmp_path / "without", categorical_columns=[])
+    """At the defaults (dropout 0.5, a head of its own); 40 epochs, as the separate head needs
+    more than 20 to converge on these 100 samples."""
+    without = _train(data, tmp_path / "without", epochs=40, categorical_columns=[])
     table, metadata, ids = data
     plain = predict(without.model, table, metadata=metadata).set_index("sample_id").loc[ids[125:]]
     baseline = regression_metrics(plain["actual"], plain["predicted"])["mae"]
 
-    dropout = _train(data, tmp_path / "dropout", categorical_columns=["site"], fusion="gmu", category_dropout=0.25)
-    none = _train(data, tmp_path / "none", categorical_columns=["site"], fusion="gmu", category_dropout=0.0)
+    dropout = _train(data, tmp_path / "dropout", epochs=40, categorical_columns=["site"], fusion="gmu")
+    none = _train(data, tmp_path / "none", epochs=40, categorical_columns=["site"], fusion="gmu", category_dropout=0.0)
     assert any("train/unknown_category_loss" in e for e in dropout.metrics["history"])
     assert not any("train/unknown_category_loss" in e for e in none.metrics["history"])
     hidden = _hidden_mae(dropout, data)
@@ -94,3 +96,36 @@ def test_the_unknown_branch_reuses_the_encoding(data, tmp_path):
         hidden = model(attrs.evolve(batch, categories=torch.zeros_like(batch.categories)))
     torch.testing.assert_close(both.unknown_prediction, hidden.prediction)
     assert not torch.allclose(both.prediction, both.unknown_prediction)
+
+
+@pytest.mark.parametrize("own_head", [True, False])
+def test_the_unknown_loss_trains_its_own_head_and_leaves_the_main_head_alone(data, tmp_path, own_head):
+    """With ``unknown_head`` (the default) samples with every category unknown are predicted by a
+    head of their own, so their loss never bends the head that reads the categories; without it
+    they share the main head."""
+    import attrs
+
+    from aam_core.data import load_dataset
+    from aam_core.data.batching import collate
+
+    result = _train(data, tmp_path / "run", categorical_columns=["site"], fusion="gmu", category_dropout=0.25, epochs=1, unknown_head=own_head)
+    model = result.model.model.train()
+    assert (model.unknown_head is not None) is own_head
+    dataset = load_dataset(result.config.data)
+    codes = result.model.encoder.encode(dataset)
+    batch = collate(dataset, np.arange(8), max_asvs=64, categories=codes, target=None)
+    out = model(attrs.evolve(batch, unknown_branch=True))
+    out.unknown_prediction.sum().backward()
+    main = sum(float(p.grad.abs().sum()) for p in model.target_head.parameters() if p.grad is not None)
+    assert (main == 0.0) is own_head
+    if own_head:
+        assert all(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in model.unknown_head.parameters())
+    model.eval()
+    with torch.no_grad():  # a batch mixing known and unknown samples: each row gets its own head
+        mixed = batch.categories.clone()
+        mixed[:4] = 0
+        both = model(attrs.evolve(batch, categories=mixed)).prediction
+        known = model(batch).prediction
+        hidden = model(attrs.evolve(batch, categories=torch.zeros_like(batch.categories))).prediction
+    torch.testing.assert_close(both[:4], hidden[:4])
+    torch.testing.assert_close(both[4:], known[4:])

@@ -46,6 +46,7 @@ class Heads:
     maskable_counts: bool = False  # the sample encoder can hide abundances
     unifrac: bool = False
     nucleotides: bool = False
+    unknown: bool = False  # a target head of its own for samples with every category unknown
 
 
 @attrs.define
@@ -100,6 +101,11 @@ class AAMModel(nn.Module):
         uses_pool = self.fusion is None or getattr(self.fusion, "uses_pool", True)
         self.pool = AttentionPooling(d) if uses_pool else None
         self.target_head = TargetHead(d, heads.out_dim, config.dropout) if heads.out_dim else None
+        # Samples with every category unknown get their own head: the main head is free to lean
+        # on the categories without pulling the no-metadata predictions along.
+        self.unknown_head = None
+        if heads.out_dim and category_sizes and heads.unknown:
+            self.unknown_head = TargetHead(d, heads.out_dim, config.dropout)
         self.count_head = CountHead(d) if heads.counts else None
         self.unifrac_head = UniFracHead(d) if heads.unifrac else None
         self.nucleotide_head = NucleotideHead(d, config.patch_size) if heads.nucleotides else None
@@ -156,6 +162,10 @@ class AAMModel(nn.Module):
 
     def _predict(self, pooled: torch.Tensor, categories: torch.Tensor) -> torch.Tensor:
         prediction = self.target_head(pooled)
+        if self.unknown_head is not None:
+            unknown = (categories[:, : self.n_columns] == 0).all(dim=1)
+            if bool(unknown.any()):
+                prediction = torch.where(unknown[:, None], self.unknown_head(pooled), prediction)
         if self.output_scaling is not None:
             prediction = self.output_scaling(prediction, categories[:, self.scaling_column])
         return prediction

@@ -18,6 +18,7 @@ def heads_for(config: RunConfig, out_dim: int | None) -> Heads:
         maskable_counts=counts and training.count_mask_ratio > 0,
         unifrac=training.unifrac_penalty > 0,
         nucleotides=training.nuc_penalty > 0,
+        unknown=supervised and config.model.unknown_head and training.category_dropout > 0,
     )
 
 

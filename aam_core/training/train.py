@@ -55,6 +55,11 @@ def _warn_combinations(config: RunConfig, explicit: set[str]) -> None:
     if not data.categorical_columns:
         if "fusion" in explicit or model.fusion_options:
             warnings.warn(f"--fusion {model.fusion} has no effect without --categorical-columns.", stacklevel=3)
+    if "unknown_head" in explicit and model.unknown_head:
+        if not data.categorical_columns:
+            warnings.warn("--unknown-head has no effect without --categorical-columns.", stacklevel=3)
+        elif training.category_dropout == 0:
+            warnings.warn("--unknown-head has no effect with --category-dropout 0 (nothing trains it).", stacklevel=3)
     if training.categorical_lr and not (data.categorical_columns or model.conditional_output_scaling):
         warnings.warn("--categorical-lr has no effect without --categorical-columns.", stacklevel=3)
     column = model.conditional_output_scaling
