@@ -50,6 +50,11 @@ KEYS = frozenset(
 REQUIRED = frozenset({"format", "kind", "config", "model_state"})
 
 
+def _config_copy(config: dict[str, Any]) -> dict[str, Any]:
+    """The stored config with each section copied, so a migration edits its own copy."""
+    return {section: dict(values) if isinstance(values, dict) else values for section, values in config.items()}
+
+
 def _v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
     """Format 1 (AAM 0.1): supervised only, six nucleotide tokens, an ``out_dim`` config field
     and no training state. The base embedding gains the mask token's row (zeros: a format-1
@@ -63,7 +68,7 @@ def _v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
         weight = state[key]
         state[key] = torch.cat([weight, weight.new_zeros(1, weight.shape[1])])
     payload["model_state"] = state
-    config = {section: dict(values) if isinstance(values, dict) else values for section, values in payload["config"].items()}
+    config = _config_copy(payload["config"])
     model = config.get("model", {})
     model.pop("out_dim", None)
     payload["config"] = config
@@ -75,7 +80,7 @@ def _v2_to_v3(payload: dict[str, Any]) -> dict[str, Any]:
     """Format 2 predates the separate head for samples with every category unknown: such a model
     predicts them with its main head, so its config says ``unknown_head`` off."""
     payload = dict(payload)
-    config = {section: dict(values) if isinstance(values, dict) else values for section, values in payload["config"].items()}
+    config = _config_copy(payload["config"])
     config.setdefault("model", {}).setdefault("unknown_head", False)
     payload["config"] = config
     payload["format"] = 3

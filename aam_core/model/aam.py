@@ -2,7 +2,8 @@
 
 Which heads exist follows the run: the target head for a supervised run, the hidden-abundance
 head with ``--count-prediction`` (and a non-zero weight), the UniFrac head with
-``--unifrac-penalty``, the nucleotide head with ``--nuc-penalty``. A head whose loss is off is
+``--unifrac-penalty``, the nucleotide head with ``--nuc-penalty``, and a second target head
+for samples with every category unknown with ``--unknown-head`` and category dropout. A head whose loss is off is
 not built at all, and a part no loss reaches is frozen (``requires_grad`` off): the count head
 when no abundance is ever hidden (``--count-mask-ratio 0``), and the sample-level path (sample
 encoder, pooling, the ASV encoder's readout) when only masked nucleotides are learned. So every
@@ -104,7 +105,7 @@ class AAMModel(nn.Module):
         # Samples with every category unknown get their own head: the main head is free to lean
         # on the categories without pulling the no-metadata predictions along.
         self.unknown_head = None
-        if heads.out_dim and category_sizes and heads.unknown:
+        if heads.unknown and category_sizes:
             self.unknown_head = TargetHead(d, heads.out_dim, config.dropout)
         self.count_head = CountHead(d) if heads.counts else None
         self.unifrac_head = UniFracHead(d) if heads.unifrac else None
@@ -162,10 +163,9 @@ class AAMModel(nn.Module):
 
     def _predict(self, pooled: torch.Tensor, categories: torch.Tensor) -> torch.Tensor:
         prediction = self.target_head(pooled)
-        if self.unknown_head is not None:
-            unknown = (categories[:, : self.n_columns] == 0).all(dim=1)
-            if bool(unknown.any()):
-                prediction = torch.where(unknown[:, None], self.unknown_head(pooled), prediction)
+        if self.unknown_head is not None:  # per row, without asking the device whether any is unknown
+            unknown = (categories[:, : self.n_columns] == 0).all(dim=1, keepdim=True)
+            prediction = torch.where(unknown, self.unknown_head(pooled), prediction)
         if self.output_scaling is not None:
             prediction = self.output_scaling(prediction, categories[:, self.scaling_column])
         return prediction
