@@ -8,7 +8,11 @@ study's mean or median age in the training fold). For
 each: pooled MAE/RMSE/R², per-fold MAE, and MAE within qiita study 10317 (the largest study with
 a wide age range, where the study label says nothing about age).
 
-    python bench/accuracy_sources.py --output-dir runs/accuracy [--folds 5] [--config FILE]
+    python bench/accuracy_sources.py --output-dir runs/accuracy [--folds 5] [--config FILE] [--keep-finished]
+
+``--keep-finished`` reuses a cross-validation already finished in --output-dir (its pooled
+predictions) instead of running it again: after a change that can only affect one variant, copy
+the other's folder from an earlier run into --output-dir and rerun the one.
 
 Prints JSON; also writes accuracy.json and accuracy.md (the README table) to --output-dir.
 """
@@ -83,6 +87,11 @@ def _summary(frame: pd.DataFrame, study: pd.Series) -> dict:
     }
 
 
+def _finished(out: Path) -> dict[str, pd.DataFrame]:
+    """Model name → pooled held-out predictions of the cross-validation finished in ``out``."""
+    return {path.stem.removeprefix("pooled_"): pd.read_csv(path, sep="\t", dtype={"sample_id": str}) for path in sorted(out.glob("pooled_*.tsv"))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--table", default=str(ORAL / "table.biom"))
@@ -91,16 +100,20 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--keep-finished", action="store_true", help="reuse a cross-validation already finished in --output-dir")
     args = parser.parse_args()
     out = Path(args.output_dir)
     common = dict(table=args.table, metadata=args.metadata, metadata_column="age", folds=args.folds, seed=args.seed, config=args.config, force=True)
-    timings = {}
-    started = time.perf_counter()
-    with_study = cross_validate(output_dir=out / "with-study", categorical_columns=[STUDY], baseline="random-forest", **common)
-    timings["aam_with_study_cv_s"] = time.perf_counter() - started
-    started = time.perf_counter()
-    without = cross_validate(output_dir=out / "without-study", categorical_columns=[], baseline=None, **common)
-    timings["aam_without_study_cv_s"] = time.perf_counter() - started
+    timings, predictions = {}, {}
+    for name, columns, baseline in (("with-study", [STUDY], "random-forest"), ("without-study", [], None)):
+        folder = out / name
+        if args.keep_finished and (folder / "cv_metrics.json").exists():
+            predictions[name] = _finished(folder)
+            timings[f"aam_{name.replace('-', '_')}_cv_s"] = "reused"
+            continue
+        started = time.perf_counter()
+        predictions[name] = cross_validate(output_dir=folder, categorical_columns=columns, baseline=baseline, **common).predictions
+        timings[f"aam_{name.replace('-', '_')}_cv_s"] = time.perf_counter() - started
 
     data = load_dataset(DataConfig(table=args.table, metadata=args.metadata, metadata_column="age", categorical_columns=[STUDY]))
     study = data.column(STUDY)
@@ -110,10 +123,10 @@ def main() -> None:
     hidden = pd.concat([_study_hidden(out, data, folds, k, args.table) for k in range(1, args.folds + 1)])
     by_id = pd.Series(study, index=data.sample_ids)
     variants = {
-        "AAM, study as input": with_study.predictions["aam"],
+        "AAM, study as input": predictions["with-study"]["aam"],
         "AAM, study as input, hidden when predicting": hidden,
-        "AAM, no study": without.predictions["aam"],
-        "forest, abundances": with_study.predictions["random-forest"],
+        "AAM, no study": predictions["without-study"]["aam"],
+        "forest, abundances": predictions["with-study"]["random-forest"],
         "forest, abundances + one-hot study": forest_study,
         "study mean": study_mean,
         "study median": study_median,

@@ -129,3 +129,35 @@ def test_the_unknown_loss_trains_its_own_head_and_leaves_the_main_head_alone(dat
         hidden = model(attrs.evolve(batch, categories=torch.zeros_like(batch.categories))).prediction
     torch.testing.assert_close(both[:4], hidden[:4])
     torch.testing.assert_close(both[4:], known[4:])
+
+
+def test_the_best_epoch_weighs_the_unknown_head_as_training_does(data, tmp_path):
+    """With an unknown-category head the best epoch is chosen on ``(1 - p)·MAE + p·MAE with the
+    categories hidden`` (p: category dropout), so ``best.pt`` is not an epoch at which only the
+    head that reads the categories has learnt; the hidden MAE it logs is what ``aam predict``
+    without metadata gives, and ``metrics.json`` reports it for the best model."""
+    table, metadata, ids = data
+    result = _train(data, tmp_path / "run", epochs=8, categorical_columns=["site"], fusion="gmu", category_dropout=0.3)
+    history = result.metrics["history"]
+    mix = [0.7 * e["val/mae"] + 0.3 * e["val/unknown_mae"] for e in history]
+    assert result.metrics["best_epoch"] == history[int(np.argmin(mix))]["epoch"]
+    assert "categories hidden" in result.metrics["best_metric"]
+
+    val = ids[100:125]
+    with pytest.warns(UserWarning, match="No --metadata"):
+        hidden = predict(result.model, table).set_index("sample_id").loc[val]
+    truth = predict(result.model, table, metadata=metadata).set_index("sample_id").loc[val]
+    expected = regression_metrics(truth["actual"], hidden["predicted"])["mae"]
+    best = history[result.metrics["best_epoch"] - 1]
+    assert best["val/unknown_mae"] == pytest.approx(expected, rel=1e-4)
+    assert result.metrics["val_categories_hidden"]["mae"] == pytest.approx(expected, rel=1e-4)
+    assert result.metrics["val"]["mae"] == pytest.approx(regression_metrics(truth["actual"], truth["predicted"])["mae"], rel=1e-4)
+    assert expected != pytest.approx(result.metrics["val"]["mae"], rel=1e-3)  # two heads, two numbers
+
+
+def test_without_an_unknown_head_the_best_epoch_is_the_plain_validation_metric(data, tmp_path):
+    result = _train(data, tmp_path / "run", epochs=4, categorical_columns=["site"], fusion="gmu", category_dropout=0.3, unknown_head=False)
+    history = result.metrics["history"]
+    assert not any("val/unknown_mae" in e for e in history)
+    assert "val_categories_hidden" not in result.metrics
+    assert result.metrics["best_epoch"] == history[int(np.argmin([e["val/mae"] for e in history]))]["epoch"]

@@ -81,6 +81,8 @@ class Predictions:
     probabilities: np.ndarray | None
     loss: float
     trace: FusionTrace
+    #: model output for the same rows with every category hidden (``unknown=True`` passes)
+    unknown_raw: np.ndarray | None = None
 
 
 @attrs.frozen(eq=False)
@@ -208,21 +210,24 @@ class SupervisedTask:
         return loss, parts
 
     # -- passes over rows -----------------------------------------------------------------------
-    def run_rows(self, model: nn.Module, rows: np.ndarray) -> Predictions:
+    def run_rows(self, model: nn.Module, rows: np.ndarray, unknown: bool = False) -> Predictions:
         """Predictions for dataset ``rows`` in original units (in ``rows`` order), the mean loss
         and the fusion's extras summarised for TensorBoard — computed in fp32, shared by every
-        process (call it on all of them, under no_grad), each sample once."""
+        process (call it on all of them, under no_grad), each sample once.
+
+        ``unknown`` (a model with an unknown-category head): also predict every row with its
+        categories hidden, and weigh the two target losses as training does (category dropout)."""
         strategy, device = self.strategy, self.device
         rows = np.asarray(rows, dtype=np.int64)
         plan = plan_pass(rows, self.training.batch_size, strategy)
         table = AsvTable.encode(model, self.dataset, rows, max_asvs=self.config.data.max_asvs, strategy=strategy, bucket=self.device.type == "cuda")
         fusion = self.model.fusion
-        outputs, positions, values = [], [], {}
+        outputs, hidden, positions, values = [], [], [], {}
         scalars: dict[str, torch.Tensor] = {}
         unifrac_total = torch.zeros((), device=device)
         for batch, real, start in zip(self.loader(plan.keys), plan.real, plan.starts, strict=True):
             batch = table.attach(batch.to(device))
-            out = model(batch)
+            out = model(attrs.evolve(batch, unknown_branch=True) if unknown else batch)
             extras = out.extras if fusion is not None else {}
             summary = fusion.summarize(extras, self.column_names) if extras else {}
             for key in summary:  # every call names them, fillers too: each process reduces the same
@@ -232,6 +237,8 @@ class SupervisedTask:
             if not real:
                 continue
             outputs.append(out.prediction.float())
+            if unknown:
+                hidden.append(out.unknown_prediction.float())
             positions.append(torch.arange(start, start + batch.size, device=device))
             for key, value in summary.items():
                 scalars[key] += torch.tensor([value, 1.0], device=device)
@@ -241,7 +248,13 @@ class SupervisedTask:
                 unifrac_total += self._unifrac(out, batch, training=False) * batch.size
         raw = in_order(strategy, positions, outputs, self._out_dim())
         target = torch.as_tensor(self.model_target[rows], device=device)
-        loss = losses.target_loss(raw, target, self.encoding.classifier, self.training.target_loss) if len(rows) else torch.zeros((), device=device)
+        loss = self._target_loss(raw, target)
+        unknown_raw = None
+        if unknown:
+            unknown_raw = in_order(strategy, positions, hidden, self._out_dim())
+            weight = self.training.category_dropout
+            loss = (1.0 - weight) * loss + weight * self._target_loss(unknown_raw, target)
+            unknown_raw = unknown_raw.cpu().numpy()
         if self.distances is not None:
             loss = loss + self.training.unifrac_penalty * strategy.all_reduce(unifrac_total) / max(len(rows), 1)
         sums = {key: strategy.all_reduce(total) for key, total in sorted(scalars.items())}
@@ -256,7 +269,13 @@ class SupervisedTask:
             probabilities=self.encoding.probabilities(raw_np),
             loss=float(loss),
             trace=trace,
+            unknown_raw=unknown_raw,
         )
+
+    def _target_loss(self, raw: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if not len(target):
+            return torch.zeros((), device=raw.device)
+        return losses.target_loss(raw, target, self.encoding.classifier, self.training.target_loss)
 
     def _out_dim(self) -> int:
         return len(self.encoding.classes) if self.encoding.classes else 1
@@ -276,6 +295,24 @@ class SupervisedTask:
             self.encoding.classes,
         )
 
+    def unknown_frame(self, result: Predictions) -> pd.DataFrame:
+        """Like ``frame``, for the same rows predicted with every category hidden."""
+        raw, rows = result.unknown_raw, result.rows
+        return predictions_frame(
+            self.dataset.sample_ids[rows],
+            self.dataset.target[rows],
+            self.encoding.decode(raw, rows),
+            self.encoding.probabilities(raw),
+            self.encoding.classes,
+        )
+
+    @property
+    def scores_unknown(self) -> bool:
+        """Whether validation also scores the unknown-category head: then the best epoch is
+        chosen on the mix training optimises, not on the known-category head alone (which can
+        peak epochs before the unknown head has learnt anything)."""
+        return self.model.unknown_head is not None
+
     def metrics_of(self, frame: pd.DataFrame) -> dict[str, float]:
         actual, predicted = frame["actual"].to_numpy(), frame["predicted"].to_numpy()
         if not self.encoding.classifier:
@@ -294,18 +331,31 @@ class SupervisedTask:
         return chosen
 
     def validate(self, model: nn.Module) -> Validation:
-        result = self.run_rows(model, self.split.val)
+        """The best metric on the validation samples. With an unknown-category head it is the
+        category-dropout mix of both heads' values — ``(1 - p)·known + p·unknown`` — and the
+        loss is the same mix of the two target losses, as in training."""
+        result = self.run_rows(model, self.split.val, unknown=self.scores_unknown)
         if not self.encoding.classifier and not np.isfinite(result.predicted.astype(float)).all():
             raise TrainingError("Validation predictions are not finite (diverged); try a lower --lr.")
         frame = self.frame(result)
         metrics = self.metrics_of(frame)
         key = self.best_metric
         value = result.loss if key == "loss" else metrics.get(key, float("nan"))
+        logged = {f"val/{k}": float(v) for k, v in metrics.items() if k != "n"}
+        summary = format_metrics(metrics)
+        if result.unknown_raw is not None:
+            hidden = self.metrics_of(self.unknown_frame(result))
+            logged.update({f"val/unknown_{k}": float(v) for k, v in hidden.items() if k != "n"})
+            shown = key if key != "loss" else ("f1" if self.encoding.classifier else "mae")
+            summary += f" · categories hidden: {format_metrics({shown: hidden[shown]})}"
+            if key != "loss":
+                weight = self.training.category_dropout
+                value = (1.0 - weight) * value + weight * hidden.get(key, float("nan"))
         return Validation(
             score=-value if key in HIGHER_IS_BETTER else value,
             loss=result.loss,
-            metrics={f"val/{k}": float(v) for k, v in metrics.items() if k != "n"},
-            summary=format_metrics(metrics),
+            metrics=logged,
+            summary=summary,
             payload=(frame, result.trace),
         )
 
@@ -355,11 +405,17 @@ class SupervisedTask:
         ``test_predictions.tsv`` when a test set is held out, and the metrics of every side."""
         epoch = result.best_epoch
         classifier = self.encoding.classifier
+        hidden = self.scores_unknown
         with torch.no_grad():
-            val = self.frame(self.run_rows(model, self.split.val))
+            val_result = self.run_rows(model, self.split.val, unknown=hidden)
+            val = self.frame(val_result)
             train = self.frame(self.run_rows(model, self.split.train))
-            test = self.frame(self.run_rows(model, self.split.test)) if len(self.split.test) else None
+            test_result = self.run_rows(model, self.split.test, unknown=hidden) if len(self.split.test) else None
+            test = self.frame(test_result) if test_result is not None else None
         label = "loss" if self.best_metric == "loss" else METRIC_LABELS[self.best_metric]
+        if hidden:
+            weight = self.training.category_dropout
+            label += f" ({1.0 - weight:g}·categories given + {weight:g}·categories hidden)"
         metrics: dict[str, Any] = {
             "best_epoch": epoch,
             "best_metric": f"val {label}",
@@ -372,6 +428,10 @@ class SupervisedTask:
             "history": result.history,
         }
         self.final["val"] = val
+        if hidden:  # what a sample of an unseen study, or one predicted without --metadata, gets
+            metrics["val_categories_hidden"] = self.metrics_of(self.unknown_frame(val_result))
+            if test_result is not None:
+                metrics["test_categories_hidden"] = self.metrics_of(self.unknown_frame(test_result))
         if classifier:
             metrics["val_per_class"] = classification_report(val["actual"], val["predicted"], self.encoding.classes)
         if writer is not None:
