@@ -264,7 +264,8 @@ class TrainConfig:
         default=None,
         validator=v.optional(v.in_(BEST_METRICS)),
         metadata=_help(
-            "Validation metric that picks the best epoch and early-stops [default: mae for regression, f1 for classification].",
+            "Validation metric that picks the best epoch and early-stops [default: mae for regression, f1 for classification]; "
+            "with an unknown-category head, its category-dropout mix over categories given and hidden.",
             TRAINING,
             choices=list(BEST_METRICS),
         ),
