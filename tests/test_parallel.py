@@ -136,10 +136,16 @@ def test_validation_counts_each_sample_once_and_equals_one_process(worker, data,
     assert len(merged) == len(val_ids)
     np.testing.assert_allclose(merged["predicted"], merged["predicted_alone"], rtol=1e-5)
     expected = compute_metrics(merged["actual_alone"].to_numpy(), merged["predicted_alone"].to_numpy(), False)
-    stored = json.loads((run / "metrics.json").read_text())["val"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    stored = metrics["val"]
     for key in ("mae", "rmse", "r2"):
         np.testing.assert_allclose(stored[key], expected[key], rtol=1e-5)
     assert stored["n"] == len(val_ids)
+    # the unknown-category head's pass, which also picks the best epoch, is gathered the same way
+    with pytest.warns(UserWarning, match="No --metadata"):
+        hidden = predict(loaded, data.table).set_index("sample_id").loc[merged["sample_id"], "predicted"].to_numpy()
+    expected = compute_metrics(merged["actual_alone"].to_numpy(), hidden, False)
+    np.testing.assert_allclose(metrics["val_categories_hidden"]["mae"], expected["mae"], rtol=1e-5)
 
 
 def test_fsdp_run_stopped_by_one_process_signal_resumes_exactly(worker):
