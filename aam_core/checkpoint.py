@@ -28,7 +28,7 @@ import torch
 from aam_core.errors import CheckpointError
 from aam_core.files import write_atomic
 
-FORMAT = 3
+FORMAT = 4
 KINDS = ("train", "pretrain")
 
 #: Every key a checkpoint of this format may hold.
@@ -87,8 +87,19 @@ def _v2_to_v3(payload: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
+def _v3_to_v4(payload: dict[str, Any]) -> dict[str, Any]:
+    """Format 3 predates the heads that read each category from the sample with its categories
+    hidden: its config says ``category_prediction_weight`` 0, so none is built."""
+    payload = dict(payload)
+    config = _config_copy(payload["config"])
+    config.setdefault("training", {}).setdefault("category_prediction_weight", 0.0)
+    payload["config"] = config
+    payload["format"] = 4
+    return payload
+
+
 #: ``from_format → function`` turning a payload of that format into the next one.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 
 
 def _write(payload: dict[str, Any], tmp: Path) -> None:

@@ -254,6 +254,15 @@ class TrainConfig:
             TRAINING,
         ),
     )
+    category_prediction_weight: float = attrs.field(
+        default=1.0,
+        validator=non_negative,
+        metadata=_help(
+            "Weight of predicting each categorical column from the sample with its categories hidden "
+            "(needs --category-dropout > 0): makes the encoder tell the categories apart for the unknown branch.",
+            TRAINING,
+        ),
+    )
     target_loss: str = attrs.field(
         default="mae",
         validator=v.in_(["mse", "mae", "huber"]),

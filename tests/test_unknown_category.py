@@ -161,3 +161,44 @@ def test_without_an_unknown_head_the_best_epoch_is_the_plain_validation_metric(d
     assert not any("val/unknown_mae" in e for e in history)
     assert "val_categories_hidden" not in result.metrics
     assert result.metrics["best_epoch"] == history[int(np.argmin([e["val/mae"] for e in history]))]["epoch"]
+
+
+@pytest.mark.parametrize("weight", [1.0, 0.0])
+def test_category_prediction_makes_the_unknown_branch_tell_the_sites_apart(data, tmp_path, weight):
+    """``--category-prediction-weight`` adds heads that read each categorical column from the
+    sample vector the unknown-category head sees; trained, they name the held-out samples' sites
+    (each site has its own ASVs here), and the loss is logged. At weight 0 none is built."""
+    import attrs
+
+    from aam_core.data import load_dataset
+    from aam_core.data.batching import collate
+
+    result = _train(data, tmp_path / "run", categorical_columns=["site"], fusion="gmu", category_prediction_weight=weight)
+    model = result.model.model.eval()
+    logged = [e["train/category_prediction_loss"] for e in result.metrics["history"] if "train/category_prediction_loss" in e]
+    if not weight:
+        assert model.category_heads is None and not logged
+        return
+    assert len(logged) == len(result.metrics["history"]) and logged[-1] < 0.5 * logged[0]
+    dataset = load_dataset(result.config.data)
+    codes = result.model.encoder.encode(dataset)
+    held_out = np.arange(100, 150)
+    batch = collate(dataset, held_out, max_asvs=64, categories=codes, target=None)
+    with torch.no_grad():
+        out = model(attrs.evolve(batch, unknown_branch=True))
+    named = out.category_logits[0].argmax(dim=1).numpy()
+    assert (named == codes[held_out, 0]).mean() >= 0.9
+
+
+def test_the_category_loss_scores_known_codes_only():
+    from torch.nn import functional as F
+
+    from aam_core.training.losses import category_loss
+
+    torch.manual_seed(0)
+    logits = [torch.randn(6, 4), torch.randn(6, 3)]
+    codes = torch.tensor([[1, 0], [2, 0], [0, 0], [3, 0], [1, 0], [0, 0]])
+    known = codes[:, 0] != 0
+    expected = F.cross_entropy(logits[0][known], codes[known, 0])  # column 2: nothing known, adds 0
+    torch.testing.assert_close(category_loss(logits, codes), expected)
+    assert float(category_loss(logits, torch.zeros_like(codes))) == 0.0

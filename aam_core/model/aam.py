@@ -2,9 +2,10 @@
 
 Which heads exist follows the run: the target head for a supervised run, the hidden-abundance
 head with ``--count-prediction`` (and a non-zero weight), the UniFrac head with
-``--unifrac-penalty``, the nucleotide head with ``--nuc-penalty``, and a second target head
-for samples with every category unknown with ``--unknown-head`` and category dropout. A head whose loss is off is
-not built at all, and a part no loss reaches is frozen (``requires_grad`` off): the count head
+``--unifrac-penalty``, the nucleotide head with ``--nuc-penalty``, a second target head for
+samples with every category unknown with ``--unknown-head`` and category dropout, and with
+``--category-prediction-weight`` one linear head per categorical column that reads its code from
+the vector the unknown head sees. A head whose loss is off is not built at all, and a part no loss reaches is frozen (``requires_grad`` off): the count head
 when no abundance is ever hidden (``--count-mask-ratio 0``), and the sample-level path (sample
 encoder, pooling, the ASV encoder's readout) when only masked nucleotides are learned. So every
 trainable parameter gets a gradient at every step, which DistributedDataParallel requires.
@@ -48,6 +49,7 @@ class Heads:
     unifrac: bool = False
     nucleotides: bool = False
     unknown: bool = False  # a target head of its own for samples with every category unknown
+    category_logits: bool = False  # predict each categorical column from the category-free sample vector
 
 
 @attrs.define
@@ -60,6 +62,8 @@ class ModelOutput:
     nucleotides: torch.Tensor | None = None  # [U, P, patch, bases] logits of each patch's bases
     #: [B, out_dim]: the same samples with every category unknown (``batch.unknown_branch``)
     unknown_prediction: torch.Tensor | None = None
+    #: per categorical column [B, n_codes]: logits of its code from the unknown branch's vector
+    category_logits: list[torch.Tensor] | None = None
 
 
 class AAMModel(nn.Module):
@@ -107,6 +111,9 @@ class AAMModel(nn.Module):
         self.unknown_head = None
         if heads.unknown and category_sizes:
             self.unknown_head = TargetHead(d, heads.out_dim, config.dropout)
+        self.category_heads = None
+        if heads.category_logits and category_sizes:
+            self.category_heads = nn.ModuleList(nn.Linear(d, size) for size in category_sizes)
         self.count_head = CountHead(d) if heads.counts else None
         self.unifrac_head = UniFracHead(d) if heads.unifrac else None
         self.nucleotide_head = NucleotideHead(d, config.patch_size) if heads.nucleotides else None
@@ -173,13 +180,16 @@ class AAMModel(nn.Module):
     def forward(self, batch: Batch) -> ModelOutput:
         h, nucleotides = self.encode(batch)
         pooled, extras = self.pooled(h, batch)
-        prediction = unknown = None
+        prediction = unknown = logits = None
         if self.target_head is not None:
             prediction = self._predict(pooled, batch.categories)
             if batch.unknown_branch and self.categorical is not None:
                 # The encoding is shared: only fusion and head run again, on the unknown rows.
                 hidden = attrs.evolve(batch, categories=torch.zeros_like(batch.categories))
-                unknown = self._predict(self.pooled(h, hidden)[0], hidden.categories)
+                free = self.pooled(h, hidden)[0]
+                unknown = self._predict(free, hidden.categories)
+                if self.category_heads is not None:
+                    logits = [head(free) for head in self.category_heads]
         return ModelOutput(
             prediction=prediction,
             embedding=pooled,
@@ -188,6 +198,7 @@ class AAMModel(nn.Module):
             unifrac=self.unifrac_head(pooled) if self.unifrac_head is not None else None,
             nucleotides=nucleotides,
             unknown_prediction=unknown,
+            category_logits=logits,
         )
 
 

@@ -19,6 +19,7 @@ def heads_for(config: RunConfig, out_dim: int | None) -> Heads:
         unifrac=training.unifrac_penalty > 0,
         nucleotides=training.nuc_penalty > 0,
         unknown=supervised and config.model.unknown_head and training.category_dropout > 0,
+        category_logits=supervised and training.category_dropout > 0 and training.category_prediction_weight > 0,
     )
 
 

@@ -1,4 +1,5 @@
-"""The losses a task combines: target, hidden abundances, UniFrac distances, masked nucleotides."""
+"""The losses a task combines: target, hidden abundances, categories read from the microbes,
+UniFrac distances, masked nucleotides."""
 
 from __future__ import annotations
 
@@ -23,6 +24,17 @@ def hidden_count_loss(
     err = (predicted.float() - truth) ** 2
     weight = hidden.float()
     return (err * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def category_loss(logits: list[torch.Tensor], codes: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each categorical column's code (``codes[:, i]``, 0 = unknown, not scored)
+    summed over the columns, each averaged over its known samples (zero when none is known)."""
+    total = torch.zeros((), device=codes.device)
+    for column, scores in enumerate(logits):
+        truth = codes[:, column]
+        summed = F.cross_entropy(scores.float(), truth, ignore_index=0, reduction="sum")
+        total = total + summed / (truth != 0).sum().clamp_min(1)
+    return total
 
 
 def pairwise_distances(a: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:

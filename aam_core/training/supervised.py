@@ -198,6 +198,10 @@ class SupervisedTask:
             unknown = losses.target_loss(out.unknown_prediction, batch.target, self.encoding.classifier, self.training.target_loss)
             loss = (1.0 - weight) * loss + weight * unknown
             parts["unknown_category_loss"] = unknown.detach()
+        if out.category_logits is not None:  # the unknown branch's vector must tell the categories apart
+            categories = losses.category_loss(out.category_logits, batch.categories)
+            loss = loss + self.training.category_prediction_weight * categories
+            parts["category_prediction_loss"] = categories.detach()
         if out.counts is not None and batch.count_mask is not None:
             count = losses.hidden_count_loss(out.counts, batch.counts, batch.totals, batch.count_mask)
             loss = loss + self.training.count_loss_weight * count

@@ -60,6 +60,11 @@ def _warn_combinations(config: RunConfig, explicit: set[str]) -> None:
             warnings.warn("--unknown-head has no effect without --categorical-columns.", stacklevel=3)
         elif training.category_dropout == 0:
             warnings.warn("--unknown-head has no effect with --category-dropout 0 (nothing trains it).", stacklevel=3)
+    if "category_prediction_weight" in explicit and training.category_prediction_weight > 0:
+        if not data.categorical_columns:
+            warnings.warn("--category-prediction-weight has no effect without --categorical-columns.", stacklevel=3)
+        elif training.category_dropout == 0:
+            warnings.warn("--category-prediction-weight has no effect with --category-dropout 0 (no unknown branch).", stacklevel=3)
     if training.categorical_lr and not (data.categorical_columns or model.conditional_output_scaling):
         warnings.warn("--categorical-lr has no effect without --categorical-columns.", stacklevel=3)
     column = model.conditional_output_scaling
