@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -53,12 +54,21 @@ def test_best_and_last_hold_format_kind_and_state(run):
     assert state["loop"]["world_size"] == 1
 
 
+def _as_format_3(payload: dict) -> dict:
+    """What format 3 wrote: no heads reading the categories from the unknown branch."""
+    old = dict(payload, format=3)
+    old["model_state"] = {k: v for k, v in payload["model_state"].items() if not k.startswith("category_heads.")}
+    training = {k: v for k, v in payload["config"]["training"].items() if k != "category_prediction_weight"}
+    old["config"] = {**payload["config"], "training": training}
+    return old
+
+
 def _as_format_2(payload: dict) -> dict:
     """What format 2 wrote: no head of its own for samples with every category unknown."""
-    old = dict(payload, format=2)
-    old["model_state"] = {k: v for k, v in payload["model_state"].items() if not k.startswith("unknown_head.")}
-    model = {k: v for k, v in payload["config"]["model"].items() if k != "unknown_head"}
-    old["config"] = {**payload["config"], "model": model}
+    old = dict(_as_format_3(payload), format=2)
+    old["model_state"] = {k: v for k, v in old["model_state"].items() if not k.startswith("unknown_head.")}
+    model = {k: v for k, v in old["config"]["model"].items() if k != "unknown_head"}
+    old["config"] = {**old["config"], "model": model}
     return old
 
 
@@ -102,6 +112,24 @@ def test_format_2_checkpoints_migrate_to_the_main_head_for_unknown_categories(ru
     now = predict(load_model(best), data.table, metadata=data.metadata)
     then = predict(migrated, data.table, metadata=data.metadata)
     np.testing.assert_allclose(then["predicted"], now["predicted"], rtol=1e-6)
+
+
+def test_format_3_checkpoints_migrate_without_category_prediction(run, tmp_path):
+    """A format-3 model had no category-prediction heads: migrated, it builds none, says weight 0,
+    and predicts as before (those heads never feed a prediction)."""
+    data, out = run
+    best = out / "checkpoints" / "best.pt"
+    assert any(k.startswith("category_heads.") for k in raw(best)["model_state"])  # the default has them
+    old = tmp_path / "v3.pt"
+    torch.save(_as_format_3(raw(best)), old)
+    migrated = load_model(old)
+    assert migrated.model.category_heads is None and migrated.config.training.category_prediction_weight == 0
+    for metadata in (data.metadata, None):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # no metadata: categories unknown
+            now = predict(load_model(best), data.table, metadata=metadata)
+            then = predict(migrated, data.table, metadata=metadata)
+        np.testing.assert_allclose(then["predicted"], now["predicted"], rtol=1e-6)
 
 
 @pytest.mark.parametrize(

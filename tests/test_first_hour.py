@@ -100,8 +100,13 @@ def test_too_few_steps_and_a_batch_larger_than_the_data_warn(tiny_data, tiny_mod
         ({"val_fraction": 0.3, "list": True}, "--val-fraction has no effect with --train-samples"),
         ({"unknown_head": True}, "--unknown-head has no effect without --categorical-columns"),
         ({"categorical_columns": "site", "category_dropout": 0.0, "unknown_head": True}, "--unknown-head has no effect with --category-dropout 0"),
+        ({"category_prediction_weight": 2.0}, "--category-prediction-weight has no effect without --categorical-columns"),
+        ({"categorical_columns": "site", "category_dropout": 0.0, "category_prediction_weight": 2.0}, "--category-prediction-weight has no effect with --category-dropout 0"),
     ],
-    ids=["count-weight", "cross-attention-one-column", "split-with-lists", "unknown-head-no-columns", "unknown-head-no-dropout"],
+    ids=[
+        "count-weight", "cross-attention-one-column", "split-with-lists", "unknown-head-no-columns", "unknown-head-no-dropout",
+        "category-prediction-no-columns", "category-prediction-no-dropout",
+    ],  # fmt: skip
 )
 def test_options_that_do_nothing_warn(tiny_data, tiny_model, tmp_path, recorded_plots, options, needle):
     del recorded_plots
