@@ -76,26 +76,23 @@ def _v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
+def _next_with_default(payload: dict[str, Any], section: str, key: str, value: Any) -> dict[str, Any]:
+    """``payload`` one format on, its config given ``section.key = value`` where it has none."""
+    config = _config_copy(payload["config"])
+    config.setdefault(section, {}).setdefault(key, value)
+    return {**payload, "config": config, "format": payload["format"] + 1}
+
+
 def _v2_to_v3(payload: dict[str, Any]) -> dict[str, Any]:
     """Format 2 predates the separate head for samples with every category unknown: such a model
     predicts them with its main head, so its config says ``unknown_head`` off."""
-    payload = dict(payload)
-    config = _config_copy(payload["config"])
-    config.setdefault("model", {}).setdefault("unknown_head", False)
-    payload["config"] = config
-    payload["format"] = 3
-    return payload
+    return _next_with_default(payload, "model", "unknown_head", False)
 
 
 def _v3_to_v4(payload: dict[str, Any]) -> dict[str, Any]:
     """Format 3 predates the heads that read each category from the sample with its categories
     hidden: its config says ``category_prediction_weight`` 0, so none is built."""
-    payload = dict(payload)
-    config = _config_copy(payload["config"])
-    config.setdefault("training", {}).setdefault("category_prediction_weight", 0.0)
-    payload["config"] = config
-    payload["format"] = 4
-    return payload
+    return _next_with_default(payload, "training", "category_prediction_weight", 0.0)
 
 
 #: ``from_format → function`` turning a payload of that format into the next one.

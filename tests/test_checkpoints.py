@@ -99,15 +99,22 @@ def test_format_1_checkpoints_migrate_and_predict_the_same(run, tmp_path):
     assert migrated["model_state"]["asv_encoder.base_embedding.weight"].shape[0] == 7
 
 
+def _migrated(run, tmp_path, convert, weights: str):
+    """The run's ``best.pt`` (whose default model has ``weights``) rewritten by ``convert`` as an
+    older format, and loaded again."""
+    _, out = run
+    best = out / "checkpoints" / "best.pt"
+    assert any(k.startswith(weights) for k in raw(best)["model_state"])
+    old = tmp_path / "old.pt"
+    torch.save(convert(raw(best)), old)
+    return best, load_model(old)
+
+
 def test_format_2_checkpoints_migrate_to_the_main_head_for_unknown_categories(run, tmp_path):
     """A format-2 model had no separate unknown head: migrated, it predicts every sample with its
     main head, so samples with known categories keep their predictions."""
-    data, out = run
-    best = out / "checkpoints" / "best.pt"
-    assert any(k.startswith("unknown_head.") for k in raw(best)["model_state"])  # the default has one
-    old = tmp_path / "v2.pt"
-    torch.save(_as_format_2(raw(best)), old)
-    migrated = load_model(old)
+    data, _ = run
+    best, migrated = _migrated(run, tmp_path, _as_format_2, "unknown_head.")
     assert migrated.model.unknown_head is None and migrated.config.model.unknown_head is False
     now = predict(load_model(best), data.table, metadata=data.metadata)
     then = predict(migrated, data.table, metadata=data.metadata)
@@ -117,12 +124,8 @@ def test_format_2_checkpoints_migrate_to_the_main_head_for_unknown_categories(ru
 def test_format_3_checkpoints_migrate_without_category_prediction(run, tmp_path):
     """A format-3 model had no category-prediction heads: migrated, it builds none, says weight 0,
     and predicts as before (those heads never feed a prediction)."""
-    data, out = run
-    best = out / "checkpoints" / "best.pt"
-    assert any(k.startswith("category_heads.") for k in raw(best)["model_state"])  # the default has them
-    old = tmp_path / "v3.pt"
-    torch.save(_as_format_3(raw(best)), old)
-    migrated = load_model(old)
+    data, _ = run
+    best, migrated = _migrated(run, tmp_path, _as_format_3, "category_heads.")
     assert migrated.model.category_heads is None and migrated.config.training.category_prediction_weight == 0
     for metadata in (data.metadata, None):
         with warnings.catch_warnings():

@@ -5,9 +5,10 @@ head with ``--count-prediction`` (and a non-zero weight), the UniFrac head with
 ``--unifrac-penalty``, the nucleotide head with ``--nuc-penalty``, a second target head for
 samples with every category unknown with ``--unknown-head`` and category dropout, and with
 ``--category-prediction-weight`` one linear head per categorical column that reads its code from
-the vector the unknown head sees. A head whose loss is off is not built at all, and a part no loss reaches is frozen (``requires_grad`` off): the count head
-when no abundance is ever hidden (``--count-mask-ratio 0``), and the sample-level path (sample
-encoder, pooling, the ASV encoder's readout) when only masked nucleotides are learned. So every
+the vector the unknown head sees. A head whose loss is off is not built at all, and a part no
+loss reaches is frozen (``requires_grad`` off): the count head when no abundance is ever hidden
+(``--count-mask-ratio 0``), and the sample-level path (sample encoder, pooling, the ASV
+encoder's readout) when only masked nucleotides are learned. So every
 trainable parameter gets a gradient at every step, which DistributedDataParallel requires.
 """
 
