@@ -65,10 +65,15 @@ def _prediction_data(loaded: LoadedModel, table, metadata, sequences):
     dataset = load_dataset(data_config, target_required=False, extra_columns=extra)
     if metadata is None:
         codes = np.zeros((len(dataset), len(columns)), dtype=np.int64)
-        transform_categories = np.full(len(dataset), "", dtype=object) if by else None
+        transform_categories = np.full(len(dataset), None, dtype=object) if by else None
     else:
         codes = loaded.encoder.encode(dataset)
-        transform_categories = dataset.column(by) if by else None
+        transform_categories = dataset.column(by).astype(object) if by else None
+        inputs = loaded.model.n_columns
+        if transform_categories is not None and inputs:
+            # a sample with every categorical input unknown is predicted as the unknown branch
+            # learnt it: decoded without its category
+            transform_categories[(codes[:, :inputs] == 0).all(axis=1)] = None
     return dataset, codes, transform_categories
 
 

@@ -62,6 +62,9 @@ class TargetTransform(abc.ABC):
     """A reversible scaling of the regression target, fitted on the training split only.
 
     ``categories`` holds one label per row (strings) for transforms with ``uses_categories``.
+    A ``None`` label means the row's category is hidden: the model predicts that row without it
+    (the unknown-category branch, ``aam predict`` without metadata), so the transform must use
+    statistics that need no category — those of a category it never saw — and not warn.
     Every number shown to a person goes through ``inverse_transform`` first.
     """
 

@@ -24,6 +24,14 @@ class TargetEncoding:
     def classifier(self) -> bool:
         return self.classes is not None
 
+    def hidden(self) -> TargetEncoding:
+        """The encoding of rows predicted with their categories hidden (the unknown-category
+        branch): a per-category transform uses the statistics that need no category, so the
+        branch learns a target it can know, and its output decodes without the category."""
+        if self.transform_categories is None:
+            return self
+        return attrs.evolve(self, transform_categories=np.full(len(self.transform_categories), None, dtype=object))
+
     def encode(self, dataset_target: np.ndarray) -> np.ndarray:
         if self.classes is not None:
             index = {c: i for i, c in enumerate(self.classes)}

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import attrs
 import numpy as np
 import pandas as pd
 import pytest
@@ -253,7 +254,7 @@ def test_loader_workers_build_the_batches_of_the_main_process(data):
     dataset = load_dataset(data.config(categorical_columns=["site"]))
     build = SupervisedBatches(
         dataset=dataset, codes=np.zeros((len(dataset), 1), dtype=np.int64), target=dataset.target.astype(np.float32),
-        max_asvs=8, bucket=False, seed=3, category_dropout=0.5, count_mask_ratio=0.3, distances=None,
+        hidden_target=-dataset.target.astype(np.float32), max_asvs=8, bucket=False, seed=3, category_dropout=0.5, count_mask_ratio=0.3, distances=None,
     )  # fmt: skip
     sampler = ShardSampler(len(dataset), seed=3)
     keys = epoch_keys(np.arange(len(dataset)), sampler, epoch=2, batch_size=6)
@@ -262,8 +263,10 @@ def test_loader_workers_build_the_batches_of_the_main_process(data):
     resumed = list(BatchLoader(build)(epoch_keys(np.arange(len(dataset)), sampler, epoch=2, batch_size=6, start=3)))
     assert len(inline) == len(ahead) == len(keys) and len(resumed) == len(keys) - 3
     for a, b in zip(inline, ahead, strict=True):
-        for name in ("asv_tokens", "asv_index", "counts", "mask", "categories", "count_mask"):
+        for name in ("asv_tokens", "asv_index", "counts", "mask", "categories", "count_mask", "unknown_target"):
             assert torch.equal(getattr(a, name), getattr(b, name)), name
+        # the unknown branch's target is the hidden one, row for row
+        assert torch.equal(a.unknown_target, torch.as_tensor(-dataset.target[a.rows].astype(np.float32)))
     for a, b in zip(inline[3:], resumed, strict=True):
         assert torch.equal(a.count_mask, b.count_mask) and torch.equal(a.categories, b.categories)
 
@@ -388,8 +391,11 @@ def test_dp_split_and_merge_reproduce_the_whole_batch(data):
     codes = CategoryEncoder.fit(dataset, ["site"]).encode(dataset)
     batch = collate(dataset, np.arange(9), max_asvs=16, categories=codes, target=None, bucket=True)
     batch = augment.mask_patches(batch, 4, 0.2, np.random.default_rng(0))
+    batch = attrs.evolve(batch, unknown_target=torch.arange(9.0) * 10)  # rows 0..8: value = 10·row
     parts = split_batch(batch, 2)
     assert sorted(np.concatenate([p.rows for p, _ in parts]).tolist()) == list(range(9))
+    for part, _ in parts:  # each part keeps its own samples' unknown-branch targets
+        assert torch.equal(part.unknown_target, torch.as_tensor(part.rows * 10.0, dtype=torch.float32))
     assert all(p.asv_tokens.shape[0] < batch.asv_tokens.shape[0] for p, _ in parts)  # each its own ASVs
     with torch.no_grad():
         whole = model(batch)

@@ -210,6 +210,33 @@ def test_zscore_category_warning_names_a_few_unseen_categories(data):
     assert "\n" not in message
 
 
+def test_zscore_category_hidden_rows_use_global_stats_silently(data):
+    """A ``None`` label (the row is predicted with its categories hidden) takes the global mean
+    and std, beside rows of known categories, and warns nothing: hiding was the caller's choice."""
+    import warnings
+
+    y, categories = data
+    t = make("zscore-category").fit(y, categories)
+    values = np.array([10.0, 20.0, 30.0])
+    labels = np.array(["b", None, "a"], dtype=object)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        z = t.transform(values, labels)
+        back = t.inverse_transform(z, labels)
+    b, a = y[categories == "b"], y[categories == "a"]
+    np.testing.assert_allclose(z, [(10.0 - b.mean()) / b.std(), (20.0 - y.mean()) / y.std(), (30.0 - a.mean()) / a.std()], rtol=1e-12)
+    np.testing.assert_allclose(back, values, rtol=1e-12)
+    assert labels[1] is None  # the caller's labels are left as they were
+
+
+def test_zscore_category_cannot_fit_on_hidden_categories(data):
+    y, categories = data
+    labels = categories.astype(object)
+    labels[3] = None
+    with pytest.raises(ValueError, match="every training row needs its category"):
+        make("zscore-category").fit(y, labels)
+
+
 def test_zscore_category_without_categories_names_the_flag(data):
     y, categories = data
     with pytest.raises(ConfigError, match="--normalize-by"):

@@ -202,3 +202,50 @@ def test_the_category_loss_scores_known_codes_only():
     expected = F.cross_entropy(logits[0][known], codes[known, 0])  # column 2: nothing known, adds 0
     torch.testing.assert_close(category_loss(logits, codes), expected)
     assert float(category_loss(logits, torch.zeros_like(codes))) == 0.0
+
+
+def test_zscore_category_gives_the_unknown_branch_a_target_it_can_know(data, tmp_path):
+    """With ``zscore-category`` by site, the model with the site learns each site's z-scores; the
+    unknown branch, which never sees the site, learns the target z-scored with the global
+    statistics, and is decoded with them: a sample predicted without metadata, or with a site
+    never seen in training, gets its site's level from the composition. (Taught per-site
+    z-scores, the branch would have to guess the site's offset it is never given.)"""
+    import warnings
+
+    import pandas as pd
+
+    from aam_plugins.transforms.zscore_category import UnseenCategoryWarning
+
+    table, metadata, ids = data
+    result = _train(
+        data, tmp_path / "run", epochs=40, categorical_columns=["site"], fusion="gmu",
+        target_transform="zscore-category", normalize_by="site",
+    )  # fmt: skip
+    held_out = ids[125:]
+    truth = predict(result.model, table, metadata=metadata).set_index("sample_id").loc[held_out, "actual"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        hidden = predict(result.model, table).set_index("sample_id").loc[held_out, "predicted"]
+    messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    assert len(messages) == 1 and "No --metadata" in messages[0], messages  # one warning, not two
+    assert not any(issubclass(w.category, UnseenCategoryWarning) for w in caught)
+
+    mean_mae = float(np.abs(truth - truth.mean()).mean())  # about 20: the sites' offsets
+    hidden_mae = regression_metrics(truth, hidden)["mae"]
+    assert hidden_mae < 0.4 * mean_mae, (hidden_mae, mean_mae)
+
+    # a site never seen in training takes the same branch and the same decoding
+    renamed = pd.read_csv(metadata, sep="\t", dtype=str)
+    renamed["site"] = "D"
+    renamed.to_csv(tmp_path / "unseen.tsv", sep="\t", index=False)
+    with pytest.warns(UserWarning, match="unseen in training"):
+        unseen = predict(result.model, table, metadata=tmp_path / "unseen.tsv").set_index("sample_id").loc[held_out, "predicted"]
+    np.testing.assert_allclose(unseen.to_numpy(float), hidden.to_numpy(float), rtol=1e-5)
+
+    # validation scores the branch the same way
+    val = ids[100:125]
+    with pytest.warns(UserWarning, match="No --metadata"):
+        val_hidden = predict(result.model, table).set_index("sample_id").loc[val, "predicted"]
+    val_truth = predict(result.model, table, metadata=metadata).set_index("sample_id").loc[val, "actual"]
+    expected = regression_metrics(val_truth, val_hidden)["mae"]
+    assert result.metrics["val_categories_hidden"]["mae"] == pytest.approx(expected, rel=1e-4)

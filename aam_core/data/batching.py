@@ -55,6 +55,9 @@ class Batch:
     full_asvs: bool = False  # every real row of asv_tokens has bases in all its patches' range
     full_samples: bool = False  # every sample fills all S slots (mask all True)
     unknown_branch: bool = False  # also predict every sample with its categories unknown
+    #: float [B]: the unknown branch's target when it differs from ``target`` (a per-category
+    #: transform: the branch learns the target encoded without the categories)
+    unknown_target: torch.Tensor | None = None
 
     _TENSORS = (
         "asv_tokens",
@@ -68,6 +71,7 @@ class Batch:
         "asv_embeddings",
         "distances",
         "nucleotide_target",
+        "unknown_target",
     )
 
     def to(self, device: torch.device) -> Batch:
@@ -117,6 +121,7 @@ class Batch:
             asv_embeddings=rows_of(self.asv_embeddings),
             distances=None,
             nucleotide_target=rows_of(self.nucleotide_target),
+            unknown_target=samples_of(self.unknown_target),
         )
         return part, used
 

@@ -94,6 +94,8 @@ class SupervisedBatches:
     dataset: Dataset
     codes: np.ndarray
     target: np.ndarray
+    #: the target with categories hidden (the unknown branch's), when it differs from ``target``
+    hidden_target: np.ndarray | None
     max_asvs: int
     bucket: bool
     seed: int
@@ -109,7 +111,8 @@ class SupervisedBatches:
             return batch
         seed, epoch, index = self.seed, key.epoch, key.index
         if self.category_dropout > 0 and self.codes.shape[1]:
-            batch = attrs.evolve(batch, unknown_branch=True)
+            hidden = None if self.hidden_target is None else torch.as_tensor(self.hidden_target[key.rows])
+            batch = attrs.evolve(batch, unknown_branch=True, unknown_target=hidden)
         if self.count_mask_ratio is not None:
             batch = augment.hide_abundances(batch, self.count_mask_ratio, augment.batch_rng(seed, epoch, index, "counts"))
         return batch
@@ -135,6 +138,9 @@ class SupervisedTask:
         self.model = model
         self.dataset, self.split, self.codes, self.encoding = dataset, split, codes, encoding
         self.model_target = encoding.encode(dataset.target)
+        #: what the unknown branch learns: the target encoded without the categories (differs
+        #: only for a per-category transform, whose per-category units it could not know)
+        self.hidden_target = encoding.hidden().encode(dataset.target) if encoding.transform_categories is not None else None
         self.training = config.training
         self.column = config.data.metadata_column
         self.column_names = list(config.data.categorical_columns)
@@ -146,6 +152,7 @@ class SupervisedTask:
             dataset=dataset,
             codes=codes,
             target=self.model_target,
+            hidden_target=self.hidden_target,
             max_asvs=config.data.max_asvs,
             bucket=self.device.type == "cuda",
             seed=self.training.seed,
@@ -195,7 +202,8 @@ class SupervisedTask:
         parts = {"target_loss": loss.detach()}
         if out.unknown_prediction is not None:  # category dropout, taken in expectation
             weight = self.training.category_dropout
-            unknown = losses.target_loss(out.unknown_prediction, batch.target, self.encoding.classifier, self.training.target_loss)
+            target = batch.target if batch.unknown_target is None else batch.unknown_target
+            unknown = losses.target_loss(out.unknown_prediction, target, self.encoding.classifier, self.training.target_loss)
             loss = (1.0 - weight) * loss + weight * unknown
             parts["unknown_category_loss"] = unknown.detach()
         if out.category_logits is not None:  # the unknown branch's vector must tell the categories apart
@@ -257,6 +265,8 @@ class SupervisedTask:
         if unknown:
             unknown_raw = in_order(strategy, positions, hidden, self._out_dim())
             weight = self.training.category_dropout
+            if self.hidden_target is not None:
+                target = torch.as_tensor(self.hidden_target[rows], device=device)
             loss = (1.0 - weight) * loss + weight * self._target_loss(unknown_raw, target)
             unknown_raw = unknown_raw.cpu().numpy()
         if self.distances is not None:
@@ -305,7 +315,7 @@ class SupervisedTask:
         return predictions_frame(
             self.dataset.sample_ids[rows],
             self.dataset.target[rows],
-            self.encoding.decode(raw, rows),
+            self.encoding.hidden().decode(raw, rows),
             self.encoding.probabilities(raw),
             self.encoding.classes,
         )

@@ -3,7 +3,8 @@
 Each category gets the mean and population std of its own training rows. A category with a single
 training row, or whose rows all share one value, has no spread of its own: it keeps its own mean
 and borrows the global std. A category never seen in training uses the global mean and std, with
-an :class:`UnseenCategoryWarning`.
+an :class:`UnseenCategoryWarning`. A hidden category (a ``None`` label: the row is predicted
+without its categories) uses them too, silently: the caller chose to hide it.
 """
 
 from __future__ import annotations
@@ -36,16 +37,21 @@ class ZScoreCategoryTransform(FittedTransform):
                 f"Target transform '{self.name}' needs a category per sample: "
                 "set --normalize-by to a categorical metadata column."
             )
-        out = np.asarray(categories).astype(str)
+        out = np.array(categories, dtype=object)  # a copy: labels are converted below
         if out.shape != (n,):
             raise ValueError(
                 f"{self.name}: expected {n} categories (one per target), got shape {out.shape}."
             )
+        hidden = np.equal(out, None)
+        out[~hidden] = out[~hidden].astype(str)
         return out
 
     def fit(self, y: np.ndarray, categories: np.ndarray | None = None) -> ZScoreCategoryTransform:
         y = as_target(y, self.name)
         cats = self._categories(categories, y.size)
+        if np.equal(cats, None).any():
+            raise ValueError(f"{self.name}: every training row needs its category to fit on.")
+        cats = cats.astype(str)
         check_varies(y, self.name)
         self.global_mean = float(y.mean())
         self.global_std = float(y.std())
@@ -66,10 +72,12 @@ class ZScoreCategoryTransform(FittedTransform):
         return self
 
     def _row_stats(self, cats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-row mean and std; unseen categories fall back to the global ones, with a warning."""
-        names, inverse = np.unique(cats, return_inverse=True)
+        """Per-row mean and std; unseen categories fall back to the global ones, with a warning,
+        and hidden ones (``None``) silently."""
+        hidden = np.equal(cats, None)
+        names, inverse = np.unique(np.where(hidden, "", cats).astype(str), return_inverse=True)
         fallback = {"mean": self.global_mean, "std": self.global_std}
-        unseen = [str(label) for label in names if label not in self.stats]
+        unseen = [str(label) for label in np.unique(cats[~hidden].astype(str)) if label not in self.stats]
         if unseen:
             shown = ", ".join(repr(label) for label in unseen[:_NAMED_IN_WARNING])
             if len(unseen) > _NAMED_IN_WARNING:
@@ -82,9 +90,10 @@ class ZScoreCategoryTransform(FittedTransform):
                 stacklevel=3,
             )
         per_name = [self.stats.get(str(label), fallback) for label in names]
-        means = np.array([s["mean"] for s in per_name], dtype=np.float64)
-        stds = np.array([s["std"] for s in per_name], dtype=np.float64)
-        return means[inverse], stds[inverse]
+        means = np.array([s["mean"] for s in per_name], dtype=np.float64)[inverse]
+        stds = np.array([s["std"] for s in per_name], dtype=np.float64)[inverse]
+        means[hidden], stds[hidden] = self.global_mean, self.global_std
+        return means, stds
 
     def transform(self, y: np.ndarray, categories: np.ndarray | None = None) -> np.ndarray:
         self._require_fitted()
