@@ -11,8 +11,9 @@ Two ways to split:
 
 * training + validation lists: fit on the training samples, score the validation samples;
 * training (+ validation) + test lists: fit on the training *and* validation samples, score the
-  test samples only. A baseline selects no model, so the samples AAM holds out for early stopping
-  are plain training data for it; fitting on them is what makes the test scores comparable.
+  test samples only. A baseline tunes only on the samples it fits (the forest chooses
+  ``--max-features`` out of bag), so the samples AAM holds out for early stopping are plain
+  training data for it; fitting on them is what makes the test scores comparable.
 """
 
 from __future__ import annotations
@@ -133,8 +134,8 @@ def run_baseline(
 
     Without ``test_samples``: fit on ``train_samples``, score ``val_samples``. With them: fit on
     ``train_samples`` plus ``val_samples`` (optional) and score ``test_samples`` only — the
-    baseline does no early stopping or model selection, so AAM's validation samples are training
-    data for it. ``rarefy_depth`` rarefies the table exactly as ``aam train --rarefy-depth`` does.
+    baseline tunes only on the samples it fits (no early stopping), so AAM's validation samples
+    are training data for it. ``rarefy_depth`` rarefies the table exactly as ``aam train --rarefy-depth`` does.
     Features are each sample's ASV counts (``features="counts"``) or their share of the sample's
     full read count (``"relative"``), for the ASVs present in the samples fitted on.
 

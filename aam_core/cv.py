@@ -4,8 +4,9 @@ Each outer fold is held out as a test set that no selection sees. Its training s
 once more, grouped and stratified like the outer folds: AAM (:func:`aam_core.api.train`) trains
 on the inner-training samples, picks its best epoch (early stopping, ``best.pt``) on the
 inner-validation samples and predicts the outer fold. The baseline (:func:`run_baseline`) fits on
-inner-training *and* inner-validation samples — it selects nothing, so the samples AAM learns from
-through selection are plain training data for it — and predicts the same outer fold. Both are
+inner-training *and* inner-validation samples — whatever it tunes, it tunes on the samples it
+fits (the forest: out of bag), so the samples AAM learns from through selection are plain
+training data for it — and predicts the same outer fold. Both are
 scored on the outer fold only. The output directory holds::
 
     folds.tsv                  sample_id, fold (the outer fold holding it out, 1-based), then
@@ -283,10 +284,10 @@ def cross_validate(
     ``group_by`` keeps every sample of a group (a subject, a site) on one side of each fold and
     of each inner split; ``stratify_by`` balances a categorical column across both. AAM selects
     its best epoch on an inner validation split of each training fold (``val_fraction=``,
-    default 0.2); the baseline fits on those samples too, as it selects nothing. Neither sees
-    the held-out fold before scoring it. ``train_options`` go to :func:`aam_core.api.train`
-    unchanged (``epochs=``, ``fusion=``, ``config=``...); ``rarefy_depth`` applies to the
-    baseline as well. ``baseline=None`` runs AAM alone.
+    default 0.2); the baseline fits on those samples too, as it tunes only on what it fits.
+    Neither sees the held-out fold before scoring it. ``train_options`` go to
+    :func:`aam_core.api.train` unchanged (``epochs=``, ``fusion=``, ``config=``...);
+    ``rarefy_depth`` applies to the baseline as well. ``baseline=None`` runs AAM alone.
     """
     clash = [k for k in (*_PER_FOLD, "seed") if k in train_options]
     if clash:

@@ -3,10 +3,14 @@ same folds, scored only on held-out samples (selection on each fold's inner vali
 
 Variants: AAM with and without the study column, AAM trained with the study but predicting each
 held-out sample with its study hidden (no metadata, as for a sample from a new study), the random
-forest with and without a one-hot study column, and study-mean and study-median predictors (each
-study's mean or median age in the training fold). For
+forest plugin with and without a one-hot study column — at its default (``--max-features oob``:
+chosen by out-of-bag error on the samples it fits) and at ``sqrt`` (the old default, which left
+the yardstick handicapped) — and study-mean and study-median predictors (each study's mean or
+median age in the training fold). For
 each: pooled MAE/RMSE/R², per-fold MAE, and MAE within qiita study 10317 (the largest study with
-a wide age range, where the study label says nothing about age).
+a wide age range, where the study label says nothing about age). Every other variant is also
+compared with AAM (study as input) on the same samples, pooled and within 10317: the difference
+of MAEs (positive: AAM ahead) with a 95% interval from a paired bootstrap over the samples.
 
     python bench/accuracy_sources.py --output-dir runs/accuracy [--folds 5] [--config FILE] [--keep-finished]
 
@@ -26,12 +30,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import RandomForestRegressor
 
 from aam_core import cross_validate, predict
 from aam_core.baseline import feature_matrix
 from aam_core.config import DataConfig
 from aam_core.data.dataset import load_dataset
+from aam_core.plugins import get_plugin
 from aam_core.training.metrics import regression_metrics
 
 HERE = Path(__file__).resolve().parent
@@ -39,18 +43,23 @@ ORAL = HERE.parents[1] / "shared" / "data" / "oral-age"
 STUDY, WIDE = "qiita_study_id", "10317"
 
 
-def _forest_with_study(data, study: np.ndarray, folds: pd.DataFrame, k: int, seed: int) -> pd.DataFrame:
-    """The forest on relative abundances plus a one-hot study column, fitted on the fold's
-    inner training and validation samples, scored on its held-out samples."""
-    role = folds.set_index("sample_id")[f"role_{k}"]
-    rows = {r: data.rows_of([s for s in data.sample_ids if role[s] in wanted]) for r, wanted in (("fit", ("train", "val")), ("test", ("test",)))}
-    studies = sorted(set(study[rows["fit"]]))
-    onehot = (study[:, None] == np.array(studies)[None, :]).astype(np.float32)
-    x = np.hstack([feature_matrix(data.counts, "relative").toarray(), onehot])
-    model = RandomForestRegressor(n_estimators=500, max_features="sqrt", random_state=seed, n_jobs=-1)
-    model.fit(x[rows["fit"]], data.target[rows["fit"]])
-    test = rows["test"]
-    return pd.DataFrame({"sample_id": data.sample_ids[test], "actual": data.target[test], "predicted": model.predict(x[test]), "fold": k})
+def _forest(data, onehot: np.ndarray | None, folds: pd.DataFrame, k: int, seed: int, max_features: str) -> pd.DataFrame:
+    """The random-forest plugin on relative abundances (plus one-hot study columns when given),
+    fitted on the fold's inner training and validation samples, scored on its held-out samples.
+    With ``oob`` (the plugin's default) it picks --max-features by out-of-bag error on the
+    samples it fits, so the held-out fold never takes part in the choice."""
+    role = folds.set_index("sample_id")[f"role_{k}"].reindex(data.sample_ids).to_numpy()
+    fit, test = np.flatnonzero(np.isin(role, ["train", "val"])), np.flatnonzero(role == "test")
+    x = feature_matrix(data.counts, "relative")
+    used = np.flatnonzero(np.asarray((data.counts[fit] != 0).sum(axis=0)).ravel())
+    x = x[:, used].toarray()
+    if onehot is not None:
+        x = np.hstack([x, onehot])
+    spec = get_plugin("baseline", "random-forest")
+    options = spec.make_options({"random_seed": seed, "max_features": max_features})
+    model = spec.factory(task="regression", options=options).fit(x[fit], data.target[fit])
+    chosen = getattr(model, "max_features", max_features)
+    return pd.DataFrame({"sample_id": data.sample_ids[test], "actual": data.target[test], "predicted": model.predict(x[test]), "fold": k, "max_features": chosen})
 
 
 def _study_hidden(out: Path, data, folds: pd.DataFrame, k: int, table: str) -> pd.DataFrame:
@@ -75,6 +84,8 @@ def _study_average(data, study: np.ndarray, folds: pd.DataFrame, k: int, how: st
 
 
 def _summary(frame: pd.DataFrame, study: pd.Series) -> dict:
+    frame = frame.reset_index(drop=True)
+    errors = (frame["predicted"] - frame["actual"]).abs()
     pooled = regression_metrics(frame["actual"], frame["predicted"])
     per_fold = [regression_metrics(f["actual"], f["predicted"])["mae"] for _, f in frame.groupby("fold")]
     wide = frame[study.loc[frame["sample_id"]].to_numpy() == WIDE]
@@ -84,7 +95,24 @@ def _summary(frame: pd.DataFrame, study: pd.Series) -> dict:
         "mae_mean_sd": [float(np.mean(per_fold)), float(np.std(per_fold, ddof=1))],
         f"mae_{WIDE}": regression_metrics(wide["actual"], wide["predicted"])["mae"],
         f"r2_{WIDE}": regression_metrics(wide["actual"], wide["predicted"])["r2"],
+        # study → [samples, MAE, share of the pooled MAE]: where the pooled error comes from
+        "per_study": {
+            str(name): [len(part), float(errors.loc[part.index].mean()), float(errors.loc[part.index].sum() / len(frame))]
+            for name, part in frame.groupby(study.loc[frame["sample_id"]].to_numpy())
+        },
     }
+
+
+def _paired(frame: pd.DataFrame, reference: pd.DataFrame, keep: pd.Series | None, seed: int, draws: int = 2000) -> dict:
+    """MAE of ``frame`` minus MAE of ``reference`` on the same samples (those in ``keep``, or
+    all), with a 95% interval from resampling the samples (paired: one draw serves both)."""
+    joined = frame.set_index("sample_id")[["actual", "predicted"]].join(reference.set_index("sample_id")["predicted"].rename("reference"))
+    if keep is not None:
+        joined = joined[keep.loc[joined.index].to_numpy()]
+    gap = (joined["predicted"] - joined["actual"]).abs().to_numpy() - (joined["reference"] - joined["actual"]).abs().to_numpy()
+    rng = np.random.default_rng(seed)
+    means = gap[rng.integers(0, gap.size, size=(draws, gap.size))].mean(axis=1)
+    return {"difference": float(gap.mean()), "ci95": [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))], "n": int(gap.size)}
 
 
 def _finished(out: Path) -> dict[str, pd.DataFrame]:
@@ -105,20 +133,26 @@ def main() -> None:
     out = Path(args.output_dir)
     common = dict(table=args.table, metadata=args.metadata, metadata_column="age", folds=args.folds, seed=args.seed, config=args.config, force=True)
     timings, predictions = {}, {}
-    for name, columns, baseline in (("with-study", [STUDY], "random-forest"), ("without-study", [], None)):
+    for name, columns in (("with-study", [STUDY]), ("without-study", [])):
         folder = out / name
         if args.keep_finished and (folder / "cv_metrics.json").exists():
             predictions[name] = _finished(folder)
             timings[f"aam_{name.replace('-', '_')}_cv_s"] = "reused"
             continue
         started = time.perf_counter()
-        predictions[name] = cross_validate(output_dir=folder, categorical_columns=columns, baseline=baseline, **common).predictions
+        predictions[name] = cross_validate(output_dir=folder, categorical_columns=columns, baseline=None, **common).predictions
         timings[f"aam_{name.replace('-', '_')}_cv_s"] = time.perf_counter() - started
 
     data = load_dataset(DataConfig(table=args.table, metadata=args.metadata, metadata_column="age", categorical_columns=[STUDY]))
     study = data.column(STUDY)
     folds = pd.read_csv(out / "with-study" / "folds.tsv", sep="\t", dtype=str)
-    forest_study = pd.concat([_forest_with_study(data, study, folds, k, args.seed) for k in range(1, args.folds + 1)])
+    studies = sorted(set(study))
+    onehot = (study[:, None] == np.array(studies)[None, :]).astype(np.float32)
+    forests = {
+        (name, how): pd.concat([_forest(data, extra, folds, k, args.seed, how) for k in range(1, args.folds + 1)])
+        for name, extra in (("abundances", None), ("abundances + one-hot study", onehot))
+        for how in ("oob", "sqrt")
+    }
     study_mean, study_median = (pd.concat([_study_average(data, study, folds, k, how) for k in range(1, args.folds + 1)]) for how in ("mean", "median"))
     hidden = pd.concat([_study_hidden(out, data, folds, k, args.table) for k in range(1, args.folds + 1)])
     by_id = pd.Series(study, index=data.sample_ids)
@@ -126,24 +160,37 @@ def main() -> None:
         "AAM, study as input": predictions["with-study"]["aam"],
         "AAM, study as input, hidden when predicting": hidden,
         "AAM, no study": predictions["without-study"]["aam"],
-        "forest, abundances": predictions["with-study"]["random-forest"],
-        "forest, abundances + one-hot study": forest_study,
+        "forest, abundances": forests["abundances", "oob"],
+        "forest, abundances + one-hot study": forests["abundances + one-hot study", "oob"],
+        "forest, abundances, sqrt (old default)": forests["abundances", "sqrt"],
+        "forest, abundances + one-hot study, sqrt (old default)": forests["abundances + one-hot study", "sqrt"],
         "study mean": study_mean,
         "study median": study_median,
     }
     result = {"folds": args.folds, "seed": args.seed, "config": args.config, "variants": {}, "timings": timings}
+    reference_name = "AAM, study as input"
+    reference = variants[reference_name].assign(sample_id=lambda f: f["sample_id"].astype(str))
+    in_wide = by_id == WIDE
     for name, frame in variants.items():
         frame = frame.assign(sample_id=frame["sample_id"].astype(str))
-        result["variants"][name] = _summary(frame, by_id)
+        entry = _summary(frame, by_id)
+        if "max_features" in frame:  # the forest's choice in each fold
+            entry["max_features_per_fold"] = frame.groupby("fold")["max_features"].first().astype(str).tolist()
+        if name != reference_name:  # how sure the comparison with AAM is: positive = AAM ahead
+            entry["minus_aam"] = _paired(frame, reference, None, args.seed)
+            entry[f"minus_aam_{WIDE}"] = _paired(frame, reference, in_wide, args.seed)
+        result["variants"][name] = entry
     lines = [
-        "| variant | pooled MAE | MAE per fold (mean ± sd) | R² | MAE within study 10317 | R² within 10317 |",
-        "|---|---|---|---|---|---|",
+        "| variant | pooled MAE | MAE per fold (mean ± sd) | R² | MAE within study 10317 | R² within 10317 | 10317: this − AAM (95% interval) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, entry in result["variants"].items():
         mean, sd = entry["mae_mean_sd"]
+        paired = entry.get(f"minus_aam_{WIDE}")
+        gap = "—" if paired is None else f"{paired['difference']:+.2f} ({paired['ci95'][0]:+.2f} to {paired['ci95'][1]:+.2f})"
         lines.append(
             f"| {name} | {entry['pooled']['mae']:.2f} | {mean:.2f} ± {sd:.2f} | {entry['pooled']['r2']:.3f} | "
-            f"{entry[f'mae_{WIDE}']:.2f} | {entry[f'r2_{WIDE}']:.3f} |"
+            f"{entry[f'mae_{WIDE}']:.2f} | {entry[f'r2_{WIDE}']:.3f} | {gap} |"
         )
     (out / "accuracy.md").write_text("\n".join(lines) + "\n")
     (out / "accuracy.json").write_text(json.dumps(result, indent=2) + "\n")

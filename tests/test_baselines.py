@@ -18,7 +18,7 @@ from aam_core.data.samples import MissingSamplesWarning
 from aam_core.errors import ConfigError, DataError
 from aam_core.interfaces import Baseline
 from aam_core.specs import BaselineSpec
-from aam_plugins.baselines.random_forest import RandomForestOptions, parse_max_features
+from aam_plugins.baselines.random_forest import OOB_CHOICES, RandomForestOptions, parse_max_features
 
 REGISTERED = [info.name for info in aam_core.list_plugins("baseline")]
 FAST = {"n_estimators": 20, "max_features": "all", "n_jobs": 1}
@@ -455,6 +455,59 @@ def test_the_forest_finds_a_planted_signal(planted, tmp_path):
     assert result.features[int(np.argmax(importances))] == asv
 
 
+def _planted_forest(planted, output, metadata=None, **options):
+    table, planted_metadata, ids, _, _ = planted
+    return run_baseline(
+        "random-forest", table=table, metadata=metadata or planted_metadata, metadata_column="y",
+        train_samples=ids[:50], val_samples=ids[50:65], test_samples=ids[65:], output=output,
+        options={"n_estimators": 100, "n_jobs": 1, **options},
+    )  # fmt: skip
+
+
+def test_the_default_forest_chooses_max_features_out_of_bag(planted, tmp_path):
+    """``--max-features oob`` (the default) fits one forest per choice, scores each by its
+    out-of-bag MAE on the samples it fitted, and predicts with the lowest: here, where one ASV
+    of 30 sets the target, not ``sqrt`` (a split rarely gets to try that ASV), and the kept
+    forest beats the ``sqrt`` one on the test samples too."""
+    tuned = _planted_forest(planted, tmp_path / "tuned.tsv")
+    model = tuned.model
+    assert set(model.oob_errors) == set(OOB_CHOICES)
+    assert model.max_features == min(model.oob_errors, key=model.oob_errors.get) != "sqrt"
+    assert model.model.max_features == parse_max_features(model.max_features)
+    fixed = _planted_forest(planted, tmp_path / "fixed.tsv", max_features=model.max_features)
+    pd.testing.assert_frame_equal(tuned.predictions, fixed.predictions)  # the kept forest predicts
+    assert fixed.model.oob_errors == {}  # a fixed choice fits one forest
+    sqrt = _planted_forest(planted, tmp_path / "sqrt.tsv", max_features="sqrt")
+    assert tuned.metrics["mae"] < 0.8 * sqrt.metrics["mae"], (tuned.metrics["mae"], sqrt.metrics["mae"])
+
+
+def test_the_forest_chooses_without_the_scored_samples(planted, tmp_path, write_tsv):
+    """The test samples' targets shuffled: same choice, same out-of-bag errors, same
+    predictions — the choice is made on the fitted samples only."""
+    table, metadata, ids, target, _ = planted
+    shuffled = target.copy()
+    shuffled[65:] = shuffled[65:][::-1] + 100.0
+    rows = [[s, f"{t:.4f}"] for s, t in zip(ids, shuffled, strict=True)]
+    other = write_tsv(tmp_path / "shuffled.tsv", ["sample-id", "y"], rows)
+    first = _planted_forest(planted, tmp_path / "a.tsv")
+    second = _planted_forest(planted, tmp_path / "b.tsv", metadata=other)
+    assert first.model.oob_errors == second.model.oob_errors
+    np.testing.assert_array_equal(first.predictions["predicted"], second.predictions["predicted"])
+    assert not np.allclose(first.predictions["actual"], second.predictions["actual"])
+
+
+def test_a_classifier_chooses_on_its_out_of_bag_error_rate():
+    rng = np.random.default_rng(2)
+    x = rng.random((120, 40))
+    y = np.where(x[:, 3] > 0.5, "high", "low")
+    options = aam_core.get_plugin("baseline", "random-forest").make_options({"n_estimators": 60, "n_jobs": 1})
+    model = aam_core.get_plugin("baseline", "random-forest").factory(task="classification", options=options).fit(x, y)
+    assert set(model.oob_errors) == set(OOB_CHOICES)
+    assert all(0.0 <= e <= 1.0 for e in model.oob_errors.values())
+    assert model.max_features == min(model.oob_errors, key=model.oob_errors.get)
+    assert (model.predict(x) == y).mean() > 0.9
+
+
 # -- aam baseline --------------------------------------------------------------------------------
 
 
@@ -606,3 +659,18 @@ def test_cli_missing_option(tiny_data, capsys, monkeypatch):
     )
     assert code == 2
     assert "--metadata" in err
+
+
+@pytest.mark.parametrize("given", [None, "sqrt"])
+def test_cli_says_which_max_features_the_forest_kept(tiny_data, tmp_path, capsys, monkeypatch, caplog, given):
+    caplog.set_level(logging.INFO, logger="aam")
+    ids = tiny_data.sample_ids
+    train, val = split_files(tmp_path, ids[:20], ids[20:])
+    args = base_args(tiny_data, train, val, tmp_path / "rf.tsv") + (["--max-features", given] if given else [])
+    code, out, err = run_aam(args, capsys, monkeypatch)
+    assert code == 0, err
+    said = [line for line in (out + err + caplog.text).splitlines() if "kept (out-of-bag MAE" in line]
+    if given:
+        assert not said
+    else:
+        assert len(said) == 1 and all(f" {choice} " in said[0] for choice in OOB_CHOICES[1:]), said

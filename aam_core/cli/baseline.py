@@ -40,8 +40,8 @@ _existing = click.Path(exists=True, dir_okay=False)
     "--test-samples",
     type=_existing,
     help="File of test sample IDs: score these only, fitting on the training and validation "
-    "samples together (a forest selects no model, so the samples AAM uses for early stopping "
-    "are training data for it).",
+    "samples together (the forest tunes only out of bag, on the samples it fits, so the "
+    "samples AAM uses for early stopping are training data for it).",
 )
 @click.option(
     "--output",
@@ -66,8 +66,9 @@ _existing = click.Path(exists=True, dir_okay=False)
 @click.option("--n-estimators", type=int, default=500, help="Trees in the forest.")
 @click.option(
     "--max-features",
-    default="sqrt",
-    help="Features tried per split: sqrt, log2, all, a fraction (0.3) or a count (50).",
+    default="oob",
+    help="Features tried per split: oob (the best of sqrt, 0.1, 0.33 and all by out-of-bag "
+    "error on the fitted samples), sqrt, log2, all, a fraction (0.3) or a count (50).",
 )
 @click.option("--random-seed", type=int, default=42, help="Seed of the baseline.")
 @click.option("--n-jobs", type=int, default=-1, help="Worker processes; -1 uses every core.")
