@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from aam_core.config import DataConfig
+from aam_core.config import DataConfig, split_columns
 from aam_core.data.dataset import Dataset, load_dataset
 from aam_core.data.paths import output_file
 from aam_core.data.samples import (
@@ -68,13 +68,16 @@ class BaselineResult:
     n_val: int
     #: Test samples scored (0 without a test list).
     n_test: int = 0
+    #: Of ``n_features``, the categorical indicators (``column=value``, after the ASVs).
+    n_indicators: int = 0
     #: The ROC-curve PNG (classification with probabilities of two classes), else None.
     roc_plot: Path | None = None
     #: Per-class ``precision``, ``recall``, ``f1``, ``support`` (classification), else None.
     report: dict[str, dict[str, float]] | None = None
     #: The fitted model (``model.feature_importances()`` where it has them).
     model: Baseline | None = attrs.field(default=None, eq=False, repr=False)
-    #: The ASV sequence of each column the model saw, in column order.
+    #: The ASV sequence of each column the model saw, in column order, then ``column=value``
+    #: for each categorical indicator.
     features: list[str] = attrs.field(factory=list, eq=False, repr=False)
 
     @property
@@ -95,6 +98,20 @@ def feature_matrix(counts: sparse.csr_matrix, features: str) -> sparse.csr_matri
     totals = np.asarray(counts.sum(axis=1)).ravel()
     totals[totals == 0] = 1.0
     return sparse.csr_matrix(sparse.diags((1.0 / totals).astype(np.float32)) @ counts)
+
+
+def category_indicators(data: Dataset, columns: list[str], fit_rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """One 0/1 column per value of each categorical column that the fitted samples hold, named
+    ``column=value``: the one-hot form of what AAM's categorical embedding reads. A value those
+    samples lack (a new study), or a missing one, sets none of its column's indicators — the
+    forest's counterpart of AAM's reserved unknown category."""
+    blocks, names = [np.zeros((len(data.sample_ids), 0), dtype=np.float32)], []
+    for column in columns:
+        values = data.column(column)
+        seen = sorted(set(values[fit_rows]) - {""})
+        blocks.append((values[:, None] == np.array(seen, dtype=str)[None, :]).astype(np.float32))
+        names += [f"{column}={value}" for value in seen]
+    return np.hstack(blocks), names
 
 
 def _split_samples(
@@ -128,6 +145,7 @@ def run_baseline(
     classifier: bool = False,
     sequences: str | os.PathLike | None = None,
     rarefy_depth: int | None = None,
+    categorical_columns: str | list[str] | None = None,
     options: Any = None,
 ) -> BaselineResult:
     """Fit baseline ``name`` and score it; write ``output`` and its figures beside it.
@@ -137,7 +155,9 @@ def run_baseline(
     baseline tunes only on the samples it fits (no early stopping), so AAM's validation samples
     are training data for it. ``rarefy_depth`` rarefies the table exactly as ``aam train --rarefy-depth`` does.
     Features are each sample's ASV counts (``features="counts"``) or their share of the sample's
-    full read count (``"relative"``), for the ASVs present in the samples fitted on.
+    full read count (``"relative"``), for the ASVs present in the samples fitted on, and one
+    indicator per value of each of ``categorical_columns`` (:func:`category_indicators`), so the
+    baseline can see what an AAM run with ``--categorical-columns`` sees.
 
     ``options`` is the plugin's options object or a dict of its fields (``{"n_estimators": 100}``).
     Listed samples the loaded data lacks are skipped with a :class:`MissingSamplesWarning`.
@@ -165,6 +185,7 @@ def run_baseline(
         metadata_column=metadata_column,
         sequences=None if sequences is None else str(sequences),
         rarefy_depth=rarefy_depth,
+        categorical_columns=split_columns(categorical_columns),
     )
     data = load_dataset(config, classifier=classifier)
     train_ids, val_ids, test_ids = _split_samples(data, train_samples, val_samples, test_samples)
@@ -173,9 +194,10 @@ def run_baseline(
     fit_rows, scored_rows = data.rows_of(fit_ids), data.rows_of(scored_ids)
     x = feature_matrix(data.counts, features)
     used = np.flatnonzero(np.asarray((data.counts[fit_rows] != 0).sum(axis=0)).ravel())
+    indicators, indicator_names = category_indicators(data, config.categorical_columns, fit_rows)
     # Dense, as the Baseline interface promises plugins (2,000 × 5,000 float32 is 40 MB).
-    x_fit = x[fit_rows][:, used].toarray()
-    x_scored = x[scored_rows][:, used].toarray()
+    x_fit = np.hstack([x[fit_rows][:, used].toarray(), indicators[fit_rows]])
+    x_scored = np.hstack([x[scored_rows][:, used].toarray(), indicators[scored_rows]])
 
     task = "classification" if classifier else "regression"
     model = spec.factory(task=task, options=options)
@@ -228,11 +250,12 @@ def run_baseline(
         output=output,
         plot=plot,
         n_train=len(train_ids),
-        n_features=len(used),
+        n_features=len(used) + len(indicator_names),
         n_val=len(val_ids),
         n_test=len(test_ids),
+        n_indicators=len(indicator_names),
         roc_plot=roc_plot,
         report=report,
         model=model,
-        features=[str(s) for s in data.sequences[used]],
+        features=[str(s) for s in data.sequences[used]] + indicator_names,
     )

@@ -287,7 +287,8 @@ def cross_validate(
     default 0.2); the baseline fits on those samples too, as it tunes only on what it fits.
     Neither sees the held-out fold before scoring it. ``train_options`` go to
     :func:`aam_core.api.train` unchanged (``epochs=``, ``fusion=``, ``config=``...);
-    ``rarefy_depth`` applies to the baseline as well. ``baseline=None`` runs AAM alone.
+    ``rarefy_depth`` applies to the baseline as well, and so do AAM's categorical columns (one
+    indicator per value: the baseline sees what AAM sees). ``baseline=None`` runs AAM alone.
     """
     clash = [k for k in (*_PER_FOLD, "seed") if k in train_options]
     if clash:
@@ -393,6 +394,7 @@ def cross_validate(
                 classifier=classifier,
                 sequences=run_config.data.sequences,
                 rarefy_depth=run_config.data.rarefy_depth,
+                categorical_columns=run_config.data.categorical_columns,
                 options=baseline_options,
             ).predictions
         for model, frame in outputs.items():

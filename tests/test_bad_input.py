@@ -602,6 +602,7 @@ BASELINE = _cases("baseline", [
     ("n-estimators-zero", ["--n-estimators", "0"], ["--n-estimators", "positive"]),
     ("max-features-nonsense", ["--max-features", "lots"], ["--max-features", "'lots'"]),
     ("n-jobs-zero", ["--n-jobs", "0"], ["--n-jobs"]),
+    ("categorical-column-missing", ["--categorical-columns", "nosuch"], ["--categorical-columns", "'nosuch'", "metadata.tsv"]),
     ("unknown-features", ["--features", "tfidf"], ["--features", "'tfidf'"]),
     ("rarefy-depth-zero", ["--rarefy-depth", "0"], ["--rarefy-depth", "positive"]),
     ("rarefy-deeper-than-every-sample", ["--rarefy-depth", "1000000000"], ["--rarefy-depth", "table.biom"]),

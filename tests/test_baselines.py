@@ -508,6 +508,48 @@ def test_a_classifier_chooses_on_its_out_of_bag_error_rate():
     assert (model.predict(x) == y).mean() > 0.9
 
 
+def test_category_indicators_come_from_the_fitted_samples(tiny_data):
+    """One indicator per value the fitted samples hold; a value they lack, or none, sets none."""
+    from aam_core.baseline import category_indicators
+    from aam_core.config import DataConfig
+    from aam_core.data.dataset import load_dataset
+
+    study = tiny_data.with_column("study", ["s1", "s2", "", "s3"] * 7 + ["s1", "s9"])
+    data = load_dataset(DataConfig(table=str(study.table), metadata=str(study.metadata), metadata_column="age", categorical_columns=["study", "site"]))
+    values = data.column("study")
+    fit = np.flatnonzero(values != "s3")
+    x, names = category_indicators(data, ["study", "site"], fit)
+    sites = sorted(set(data.column("site")[fit]))
+    assert names == ["study=s1", "study=s2", "study=s9"] + [f"site={s}" for s in sites]
+    assert x.shape == (len(values), len(names))
+    for column, value in (("study", "s1"), ("study", "s9")):
+        np.testing.assert_array_equal(x[:, names.index(f"{column}={value}")], values == value)
+    lacking = (values == "s3") | (values == "")
+    assert not x[lacking, :3].any() and (x[~lacking, :3].sum(axis=1) == 1).all()
+    assert (x[:, 3:].sum(axis=1) == 1).all()  # every sample has a site the fitted ones hold
+
+
+def test_the_forest_reads_categorical_columns_as_indicators(tmp_path, write_biom, write_tsv):
+    """The target is set by the site alone and the ASVs are noise: given the site (as AAM is
+    with --categorical-columns) the forest nearly nails it; without, it cannot."""
+    from conftest import random_sequences
+
+    rng = np.random.default_rng(4)
+    ids = [f"C{i:02d}" for i in range(80)]
+    sites = np.array(["north", "south", "east", "west"])[np.arange(80) % 4]
+    offset = {"north": 10.0, "south": 30.0, "east": 50.0, "west": 70.0}
+    target = np.array([offset[s] for s in sites]) + rng.normal(0, 1, 80)
+    counts = rng.integers(1, 100, size=(80, 12))
+    table = write_biom(tmp_path / "t.biom", counts, random_sequences(rng, 12), ids)
+    metadata = write_tsv(tmp_path / "m.tsv", ["sample-id", "y", "site"], [[i, f"{t:.3f}", s] for i, t, s in zip(ids, target, sites, strict=True)])
+    common = dict(table=table, metadata=metadata, metadata_column="y", train_samples=ids[:60], test_samples=ids[60:], options={"n_estimators": 60, "n_jobs": 1})
+    given = run_baseline("random-forest", output=tmp_path / "given.tsv", categorical_columns=["site"], **common)
+    blind = run_baseline("random-forest", output=tmp_path / "blind.tsv", **common)
+    assert given.metrics["mae"] < 3.0 < 10.0 < blind.metrics["mae"], (given.metrics["mae"], blind.metrics["mae"])
+    assert given.features[-4:] == ["site=east", "site=north", "site=south", "site=west"]
+    assert given.n_features == blind.n_features + 4 == len(given.model.feature_importances())
+
+
 # -- aam baseline --------------------------------------------------------------------------------
 
 
@@ -674,3 +716,15 @@ def test_cli_says_which_max_features_the_forest_kept(tiny_data, tmp_path, capsys
         assert not said
     else:
         assert len(said) == 1 and all(f" {choice} " in said[0] for choice in OOB_CHOICES[1:]), said
+
+
+def test_cli_categorical_columns(tiny_data, tmp_path, capsys, monkeypatch):
+    ids = tiny_data.sample_ids
+    train, val = split_files(tmp_path, ids[:20], ids[20:])
+    output = tmp_path / "rf.tsv"
+    code, out, err = run_aam(base_args(tiny_data, train, val, output) + ["--categorical-columns", "site"], capsys, monkeypatch)
+    assert code == 0, err
+    sites = len(set(tiny_data.site[:20]))
+    line = next(line for line in out.splitlines() if line.startswith("Samples:"))
+    assert f"{sites} category indicators" in line, line
+    assert len(pd.read_csv(output, sep="\t")) == 10

@@ -227,6 +227,14 @@ def test_inner_split_follows_val_fraction_and_strata(study, tmp_path, fake_train
             assert in_training // 4 <= in_val <= -(-in_training // 4)
 
 
+@pytest.mark.parametrize("columns", [["site"], []])
+def test_the_baseline_sees_aams_categorical_columns(study, tmp_path, fake_train, baseline_calls, columns):
+    """AAM given ``site`` and the forest not would be a comparison with a thumb on the scale."""
+    run(study, tmp_path / "cv", categorical_columns=columns)
+    assert len(baseline_calls) == len(fake_train.calls) == 3
+    assert all(call["categorical_columns"] == columns for call in baseline_calls)
+
+
 @pytest.mark.usefixtures("fake_train")
 def test_paired_difference_is_aam_minus_baseline(study, tmp_path):
     out = tmp_path / "cv"

@@ -63,6 +63,11 @@ _existing = click.Path(exists=True, dir_okay=False)
     type=int,
     help="Rarefy every sample to this many reads first, as 'aam train --rarefy-depth' does.",
 )
+@click.option(
+    "--categorical-columns",
+    help="Comma-separated metadata columns given to the baseline as one indicator per value "
+    "(what 'aam train --categorical-columns' gives AAM).",
+)
 @click.option("--n-estimators", type=int, default=500, help="Trees in the forest.")
 @click.option(
     "--max-features",
@@ -125,6 +130,7 @@ def command(ctx: click.Context, name: str | None, list_only: bool, **kwargs) -> 
         classifier=kwargs["classifier"],
         sequences=kwargs["sequences"],
         rarefy_depth=kwargs["rarefy_depth"],
+        categorical_columns=kwargs["categorical_columns"],
         options=options,
     )
     if result.n_test:
@@ -134,7 +140,10 @@ def command(ctx: click.Context, name: str | None, list_only: bool, **kwargs) -> 
         )
     else:
         samples = f"{result.n_train} training, {result.n_val} validation"
-    click.echo(f"Samples: {samples}; {result.n_features} features ({kwargs['features']}).")
+    described = kwargs["features"]
+    if result.n_indicators:
+        described += f": {result.n_features - result.n_indicators} ASVs + {result.n_indicators} category indicators"
+    click.echo(f"Samples: {samples}; {result.n_features} features ({described}).")
     from aam_core.training.metrics import format_metrics, format_report
 
     order = ("r2", "mae", "rmse", "accuracy", "f1", "auc", "n")

@@ -92,7 +92,8 @@ def _cv(**kwargs) -> None:
     (--val-fraction); the baseline fits on the whole training fold. Writes folds.tsv (with each
     sample's role in every fold), fold-<k>/ runs, pooled_<model>.tsv and cv_metrics.json to
     --output-dir. Training flags left out use the config file's value, else AAM's default;
-    --rarefy-depth applies to the baseline too.
+    --rarefy-depth and --categorical-columns apply to the baseline too (the columns as one
+    indicator per value), so it sees what AAM sees.
     """
     from aam_core.cv import cross_validate
 
