@@ -153,11 +153,12 @@ def run_baseline(
     Without ``test_samples``: fit on ``train_samples``, score ``val_samples``. With them: fit on
     ``train_samples`` plus ``val_samples`` (optional) and score ``test_samples`` only — the
     baseline tunes only on the samples it fits (no early stopping), so AAM's validation samples
-    are training data for it. ``rarefy_depth`` rarefies the table exactly as ``aam train --rarefy-depth`` does.
-    Features are each sample's ASV counts (``features="counts"``) or their share of the sample's
-    full read count (``"relative"``), for the ASVs present in the samples fitted on, and one
-    indicator per value of each of ``categorical_columns`` (:func:`category_indicators`), so the
-    baseline can see what an AAM run with ``--categorical-columns`` sees.
+    are training data for it. ``rarefy_depth`` rarefies the table exactly as
+    ``aam train --rarefy-depth`` does. Features are each sample's ASV counts
+    (``features="counts"``) or their share of the sample's full read count (``"relative"``), for
+    the ASVs present in the samples fitted on, and one indicator per value of each of
+    ``categorical_columns`` (:func:`category_indicators`), so the baseline can see what an AAM
+    run with ``--categorical-columns`` sees.
 
     ``options`` is the plugin's options object or a dict of its fields (``{"n_estimators": 100}``).
     Listed samples the loaded data lacks are skipped with a :class:`MissingSamplesWarning`.

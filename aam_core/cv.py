@@ -6,8 +6,8 @@ on the inner-training samples, picks its best epoch (early stopping, ``best.pt``
 inner-validation samples and predicts the outer fold. The baseline (:func:`run_baseline`) fits on
 inner-training *and* inner-validation samples — whatever it tunes, it tunes on the samples it
 fits (the forest: out of bag), so the samples AAM learns from through selection are plain
-training data for it — and predicts the same outer fold. Both are
-scored on the outer fold only. The output directory holds::
+training data for it — and predicts the same outer fold. Both are scored on the outer fold only.
+The output directory holds::
 
     folds.tsv                  sample_id, fold (the outer fold holding it out, 1-based), then
                                role_<k> per fold: train, val (AAM's inner validation) or test
