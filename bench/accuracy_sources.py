@@ -31,11 +31,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aam_core import cross_validate, predict
-from aam_core.baseline import feature_matrix
+from aam_core import cross_validate, predict, run_baseline
 from aam_core.config import DataConfig
 from aam_core.data.dataset import load_dataset
-from aam_core.plugins import get_plugin
 from aam_core.training.metrics import regression_metrics
 
 HERE = Path(__file__).resolve().parent
@@ -43,23 +41,21 @@ ORAL = HERE.parents[1] / "shared" / "data" / "oral-age"
 STUDY, WIDE = "qiita_study_id", "10317"
 
 
-def _forest(data, onehot: np.ndarray | None, folds: pd.DataFrame, k: int, seed: int, max_features: str) -> pd.DataFrame:
-    """The random-forest plugin on relative abundances (plus one-hot study columns when given),
-    fitted on the fold's inner training and validation samples, scored on its held-out samples.
-    With ``oob`` (the plugin's default) it picks --max-features by out-of-bag error on the
-    samples it fits, so the held-out fold never takes part in the choice."""
-    role = folds.set_index("sample_id")[f"role_{k}"].reindex(data.sample_ids).to_numpy()
-    fit, test = np.flatnonzero(np.isin(role, ["train", "val"])), np.flatnonzero(role == "test")
-    x = feature_matrix(data.counts, "relative")
-    used = np.flatnonzero(np.asarray((data.counts[fit] != 0).sum(axis=0)).ravel())
-    x = x[:, used].toarray()
-    if onehot is not None:
-        x = np.hstack([x, onehot])
-    spec = get_plugin("baseline", "random-forest")
-    options = spec.make_options({"random_seed": seed, "max_features": max_features})
-    model = spec.factory(task="regression", options=options).fit(x[fit], data.target[fit])
-    chosen = getattr(model, "max_features", max_features)
-    return pd.DataFrame({"sample_id": data.sample_ids[test], "actual": data.target[test], "predicted": model.predict(x[test]), "fold": k, "max_features": chosen})
+def _forest(out: Path, args, folds: pd.DataFrame, k: int, columns: list[str], max_features: str) -> pd.DataFrame:
+    """``aam baseline random-forest`` (:func:`run_baseline`) on fold k: fitted on its inner
+    training and validation samples (relative abundances, plus one indicator per study with
+    ``columns``), scored on its held-out samples. With ``oob`` (the plugin's default) it picks
+    --max-features by out-of-bag error on the samples it fits, so the held-out fold never takes
+    part in the choice."""
+    role = folds.set_index("sample_id")[f"role_{k}"]
+    name = f"{'study' if columns else 'abundances'}-{max_features}"
+    result = run_baseline(
+        "random-forest", table=args.table, metadata=args.metadata, metadata_column="age",
+        train_samples=role.index[role.isin(["train", "val"])].tolist(), test_samples=role.index[role == "test"].tolist(),
+        output=out / "forests" / name / f"fold-{k}.tsv", categorical_columns=columns,
+        options={"random_seed": args.seed, "max_features": max_features},
+    )  # fmt: skip
+    return result.predictions.assign(fold=k, max_features=result.model.max_features)
 
 
 def _study_hidden(out: Path, data, folds: pd.DataFrame, k: int, table: str) -> pd.DataFrame:
@@ -146,13 +142,13 @@ def main() -> None:
     data = load_dataset(DataConfig(table=args.table, metadata=args.metadata, metadata_column="age", categorical_columns=[STUDY]))
     study = data.column(STUDY)
     folds = pd.read_csv(out / "with-study" / "folds.tsv", sep="\t", dtype=str)
-    studies = sorted(set(study))
-    onehot = (study[:, None] == np.array(studies)[None, :]).astype(np.float32)
+    started = time.perf_counter()
     forests = {
-        (name, how): pd.concat([_forest(data, extra, folds, k, args.seed, how) for k in range(1, args.folds + 1)])
-        for name, extra in (("abundances", None), ("abundances + one-hot study", onehot))
+        (name, how): pd.concat([_forest(out, args, folds, k, columns, how) for k in range(1, args.folds + 1)])
+        for name, columns in (("abundances", []), ("abundances + one-hot study", [STUDY]))
         for how in ("oob", "sqrt")
     }
+    timings["forests_s"] = time.perf_counter() - started
     study_mean, study_median = (pd.concat([_study_average(data, study, folds, k, how) for k in range(1, args.folds + 1)]) for how in ("mean", "median"))
     hidden = pd.concat([_study_hidden(out, data, folds, k, args.table) for k in range(1, args.folds + 1)])
     by_id = pd.Series(study, index=data.sample_ids)

@@ -74,10 +74,11 @@ class ZScoreCategoryTransform(FittedTransform):
     def _row_stats(self, cats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-row mean and std; unseen categories fall back to the global ones, with a warning,
         and hidden ones (``None``) silently."""
-        hidden = np.equal(cats, None)
-        names, inverse = np.unique(np.where(hidden, "", cats).astype(str), return_inverse=True)
-        fallback = {"mean": self.global_mean, "std": self.global_std}
-        unseen = [str(label) for label in np.unique(cats[~hidden].astype(str)) if label not in self.stats]
+        known = ~np.equal(cats, None)
+        means = np.full(cats.shape, self.global_mean)
+        stds = np.full(cats.shape, self.global_std)
+        names, inverse = np.unique(cats[known].astype(str), return_inverse=True)
+        unseen = [str(label) for label in names if label not in self.stats]
         if unseen:
             shown = ", ".join(repr(label) for label in unseen[:_NAMED_IN_WARNING])
             if len(unseen) > _NAMED_IN_WARNING:
@@ -89,10 +90,10 @@ class ZScoreCategoryTransform(FittedTransform):
                 UnseenCategoryWarning,
                 stacklevel=3,
             )
+        fallback = {"mean": self.global_mean, "std": self.global_std}
         per_name = [self.stats.get(str(label), fallback) for label in names]
-        means = np.array([s["mean"] for s in per_name], dtype=np.float64)[inverse]
-        stds = np.array([s["std"] for s in per_name], dtype=np.float64)[inverse]
-        means[hidden], stds[hidden] = self.global_mean, self.global_std
+        means[known] = np.array([s["mean"] for s in per_name], dtype=np.float64)[inverse]
+        stds[known] = np.array([s["std"] for s in per_name], dtype=np.float64)[inverse]
         return means, stds
 
     def transform(self, y: np.ndarray, categories: np.ndarray | None = None) -> np.ndarray:
