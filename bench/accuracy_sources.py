@@ -18,7 +18,9 @@ of MAEs (positive: AAM ahead) with a 95% interval from a paired bootstrap over t
 predictions) instead of running it again: after a change that can only affect one variant, copy
 the other's folder from an earlier run into --output-dir and rerun the one.
 
-Prints JSON; also writes accuracy.json and accuracy.md (the README table) to --output-dir.
+Prints JSON; also writes accuracy.json and accuracy.md (the README table) to --output-dir, and
+each forest's predictions and plot per fold under forests/ (the forests are ``run_baseline``, the
+code behind ``aam baseline``).
 """
 
 from __future__ import annotations
