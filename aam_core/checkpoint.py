@@ -3,7 +3,8 @@
 Every checkpoint holds ``format`` (this module's :data:`FORMAT`), ``kind`` (``train`` or
 ``pretrain``), the AAM version that wrote it, the full run config, the model weights, the epoch
 and metrics, and what the task needs to read its inputs and outputs (category vocabularies,
-classes, the fitted target transform). ``last.pt`` also holds ``training_state`` — optimizer,
+classes, the fitted target transform, and for a ``--neighbours`` model its reference samples:
+their ASV sets, categories and targets). ``last.pt`` also holds ``training_state`` — optimizer,
 scheduler, RNG and loop state — so a run resumes exactly; ``best.pt`` holds None there.
 
 Writing: a temporary file in the same directory, flushed and fsynced, renamed over the target,
@@ -28,7 +29,7 @@ import torch
 from aam_core.errors import CheckpointError
 from aam_core.files import write_atomic
 
-FORMAT = 4
+FORMAT = 5
 KINDS = ("train", "pretrain")
 
 #: Every key a checkpoint of this format may hold.
@@ -45,6 +46,7 @@ KEYS = frozenset(
         "epoch",
         "metrics",
         "training_state",
+        "references",
     }
 )
 REQUIRED = frozenset({"format", "kind", "config", "model_state"})
@@ -95,8 +97,13 @@ def _v3_to_v4(payload: dict[str, Any]) -> dict[str, Any]:
     return _next_with_default(payload, "training", "category_prediction_weight", 0.0)
 
 
+def _v4_to_v5(payload: dict[str, Any]) -> dict[str, Any]:
+    """Format 4 predates ``--neighbours``: its model reads no reference samples."""
+    return {**_next_with_default(payload, "model", "neighbours", 0), "references": None}
+
+
 #: ``from_format → function`` turning a payload of that format into the next one.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5}
 
 
 def _write(payload: dict[str, Any], tmp: Path) -> None:

@@ -191,6 +191,15 @@ class ModelConfig:
     conditional_output_scaling: str | None = attrs.field(
         default=None, metadata=_help("Categorical column with a learned per-category scale and bias on the output.", MODEL)
     )
+    neighbours: int = attrs.field(
+        default=0,
+        validator=non_negative,
+        metadata=_help(
+            "The target head also reads the targets of each sample's K most similar training samples "
+            "(shared ASV sequences, same known categories); 0 = off.",
+            MODEL,
+        ),
+    )
     unknown_head: bool = attrs.field(
         default=True,
         metadata=_help(

@@ -17,6 +17,7 @@ from aam_core.data.dataset import load_dataset
 from aam_core.files import write_tsv_atomic
 from aam_core.loading import LoadedModel, load_model
 from aam_core.model.aam import forward_batches
+from aam_core.neighbours import neighbour_features
 
 
 def _collect_extras(
@@ -77,6 +78,14 @@ def _prediction_data(loaded: LoadedModel, table, metadata, sequences):
     return dataset, codes, transform_categories
 
 
+def reference_summaries(loaded: LoadedModel, dataset, codes: np.ndarray, encoding) -> np.ndarray | None:
+    """``[n, 2, F]``: each sample's summary of its nearest reference samples, for a model trained
+    with ``--neighbours`` (None for any other)."""
+    if loaded.references is None:
+        return None
+    return neighbour_features(loaded.references, dataset, codes, loaded.config.model.neighbours, encoding)
+
+
 def predict(
     model: LoadedModel | str | Path,
     table: str | Path,
@@ -114,6 +123,9 @@ def predict(
         target=None,
         bucket=loaded.device.type == "cuda",
     )
+    found = reference_summaries(loaded, dataset, codes, encoding)
+    if found is not None:
+        batches = (attrs.evolve(b, neighbours=torch.from_numpy(found[b.rows])) for b in batches)
     classifier = encoding.classifier
     predicted = pd.Series([None] * len(dataset), dtype=object if classifier else float)
     probabilities = np.full((len(dataset), len(encoding.classes or [])), np.nan)

@@ -23,6 +23,7 @@ from aam_core.devices import pick_device
 from aam_core.errors import CheckpointError, PluginError
 from aam_core.model.aam import AAMModel
 from aam_core.model.build import build_model
+from aam_core.neighbours import References
 from aam_core.plugins import get_plugin
 from aam_core.targets import TargetEncoding
 
@@ -36,6 +37,8 @@ class LoadedModel:
     encoder: CategoryEncoder
     encoding: TargetEncoding | None  # None for a pretrained encoder
     device: torch.device
+    #: the training samples a ``--neighbours`` model compares each sample with (None: off)
+    references: References | None = None
 
     def predict(self, table: str | Path, **kwargs: Any) -> Any:
         """Shortcut for :func:`aam_core.predict` with this model."""
@@ -68,6 +71,7 @@ def model_payload(
     if model_state is None:
         model_state = {k: v.detach().cpu() for k, v in loaded.model.state_dict().items()}
     plain["model_state"] = model_state
+    plain["references"] = None if loaded.references is None else loaded.references.state_dict()
     return plain
 
 
@@ -110,9 +114,14 @@ def restore(payload: dict[str, Any], path: str | Path, device: str | None = None
         first = str(exc).strip().splitlines()
         detail = " ".join(line.strip() for line in first[:3])
         raise CheckpointError(f"{path} does not match the model its config describes: {detail}") from None
+    references = None
+    if model.neighbours:
+        if payload.get("references") is None:
+            raise CheckpointError(f"{path} has a --neighbours model but not its reference samples.")
+        references = References.from_state(payload["references"])
     target = pick_device(device or config.training.device)
     model.to(target).eval()
-    return LoadedModel(config=config, model=model, encoder=encoder, encoding=encoding, device=target)
+    return LoadedModel(config=config, model=model, encoder=encoder, encoding=encoding, device=target, references=references)
 
 
 def load_model(path: str | Path, device: str | None = None) -> LoadedModel:

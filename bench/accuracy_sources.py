@@ -15,8 +15,10 @@ of MAEs (positive: AAM ahead) with a 95% interval from a paired bootstrap over t
     python bench/accuracy_sources.py --output-dir runs/accuracy [--folds 5] [--config FILE] [--keep-finished]
 
 ``--keep-finished`` reuses a cross-validation already finished in --output-dir (its pooled
-predictions) instead of running it again: after a change that can only affect one variant, copy
-the other's folder from an earlier run into --output-dir and rerun the one.
+predictions) and each forest fold already written there (``forests/<variant>/fold-k.tsv`` with
+the ``fold-k.json`` that records its --max-features) instead of running them again: after a
+change that can only affect one variant, copy the others' folders from an earlier run into
+--output-dir and rerun the one.
 
 Prints JSON; also writes accuracy.json and accuracy.md (the README table) to --output-dir, and
 each forest's predictions and plot per fold under forests/ (the forests are ``run_baseline``, the
@@ -51,12 +53,17 @@ def _forest(out: Path, args, folds: pd.DataFrame, k: int, columns: list[str], ma
     part in the choice."""
     role = folds.set_index("sample_id")[f"role_{k}"]
     name = f"{'study' if columns else 'abundances'}-{max_features}"
+    written, choice = out / "forests" / name / f"fold-{k}.tsv", out / "forests" / name / f"fold-{k}.json"
+    if args.keep_finished and written.exists() and choice.exists():  # a forest is a pure function of its fold
+        kept = json.loads(choice.read_text())["max_features"]
+        return pd.read_csv(written, sep="\t", dtype={"sample_id": str}).assign(fold=k, max_features=kept)
     result = run_baseline(
         "random-forest", table=args.table, metadata=args.metadata, metadata_column="age",
         train_samples=role.index[role.isin(["train", "val"])].tolist(), test_samples=role.index[role == "test"].tolist(),
         output=out / "forests" / name / f"fold-{k}.tsv", categorical_columns=columns,
         options={"random_seed": args.seed, "max_features": max_features},
     )  # fmt: skip
+    choice.write_text(json.dumps({"max_features": result.model.max_features}) + "\n")
     return result.predictions.assign(fold=k, max_features=result.model.max_features)
 
 

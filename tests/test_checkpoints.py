@@ -54,12 +54,20 @@ def test_best_and_last_hold_format_kind_and_state(run):
     assert state["loop"]["world_size"] == 1
 
 
+def _as_format_4(payload: dict) -> dict:
+    """What format 4 wrote: no reference samples, no ``neighbours`` field."""
+    old = {k: v for k, v in payload.items() if k != "references"}
+    old["format"] = 4
+    old["config"] = {**payload["config"], "model": {k: v for k, v in payload["config"]["model"].items() if k != "neighbours"}}
+    return old
+
+
 def _as_format_3(payload: dict) -> dict:
     """What format 3 wrote: no heads reading the categories from the unknown branch."""
-    old = dict(payload, format=3)
-    old["model_state"] = {k: v for k, v in payload["model_state"].items() if not k.startswith("category_heads.")}
-    training = {k: v for k, v in payload["config"]["training"].items() if k != "category_prediction_weight"}
-    old["config"] = {**payload["config"], "training": training}
+    old = dict(_as_format_4(payload), format=3)
+    old["model_state"] = {k: v for k, v in old["model_state"].items() if not k.startswith("category_heads.")}
+    training = {k: v for k, v in old["config"]["training"].items() if k != "category_prediction_weight"}
+    old["config"] = {**old["config"], "training": training}
     return old
 
 
@@ -116,6 +124,22 @@ def test_format_2_checkpoints_migrate_to_the_main_head_for_unknown_categories(ru
     data, _ = run
     best, migrated = _migrated(run, tmp_path, _as_format_2, "unknown_head.")
     assert migrated.model.unknown_head is None and migrated.config.model.unknown_head is False
+    now = predict(load_model(best), data.table, metadata=data.metadata)
+    then = predict(migrated, data.table, metadata=data.metadata)
+    np.testing.assert_allclose(then["predicted"], now["predicted"], rtol=1e-6)
+
+
+def test_format_4_checkpoints_migrate_without_reference_samples(run, tmp_path):
+    """A format-4 model read no reference samples: migrated, it says ``neighbours`` 0, holds none
+    and predicts as before."""
+    data, out = run
+    best = out / "checkpoints" / "best.pt"
+    assert "references" in raw(best) and raw(best)["references"] is None
+    old = tmp_path / "old.pt"
+    torch.save(_as_format_4(raw(best)), old)
+    migrated = load_model(old)
+    assert migrated.config.model.neighbours == 0 and migrated.references is None
+    assert load_checkpoint(old)["references"] is None
     now = predict(load_model(best), data.table, metadata=data.metadata)
     then = predict(migrated, data.table, metadata=data.metadata)
     np.testing.assert_allclose(then["predicted"], now["predicted"], rtol=1e-6)

@@ -20,7 +20,7 @@ from aam_core.data.dataset import Dataset
 from aam_core.data.samples import resolve_samples
 from aam_core.data.table import read_table
 from aam_core.errors import AAMError, CheckpointError, DataError
-from aam_core.inference import _prediction_data
+from aam_core.inference import _prediction_data, reference_summaries
 from aam_core.loading import LoadedModel, restore
 
 
@@ -34,6 +34,9 @@ class ExplainData:
     target: Target
     rows: np.ndarray  # dataset rows to explain, in the order asked
     taxonomy: np.ndarray  # str [f] per dataset feature ('' where the table has none)
+    #: [n, 2, F] nearest-reference summaries of every dataset row (a ``--neighbours`` model), held
+    #: at the whole sample's: masking ASVs changes what the network reads, not the neighbours
+    neighbours: np.ndarray | None = None
 
     @property
     def sample_ids(self) -> np.ndarray:
@@ -135,4 +138,5 @@ def load_explain_data(
         target=Target(encoding, loaded.config.data.metadata_column),
         rows=rows,
         taxonomy=read_taxonomy(table, dataset.feature_ids),
+        neighbours=reference_summaries(loaded, dataset, codes, encoding),
     )

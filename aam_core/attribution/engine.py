@@ -52,6 +52,8 @@ def sample_batches(data: ExplainData, batch_size: int | None = None) -> Iterator
         categories=data.codes,
         target=None,
     ):
+        if data.neighbours is not None:
+            batch = attrs.evolve(batch, neighbours=torch.from_numpy(data.neighbours[batch.rows]))
         batch = batch.to(loaded.device)
         with torch.no_grad():
             vectors = model.asv_encoder.readout_of(model.asv_encoder.patches(batch.asv_tokens))
@@ -83,6 +85,7 @@ def copies(sb: SampleBatch, owners: np.ndarray, mask: torch.Tensor, **replace) -
         "rows": batch.rows[owners],
         "count_mask": None,
         "asv_embeddings": sb.vectors,
+        "neighbours": None if batch.neighbours is None else batch.neighbours[idx],
     }
     if _HAS_FULL_FLAG:
         # A batch whose samples fill every slot may let attention skip the mask; copies switch

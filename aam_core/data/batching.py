@@ -58,6 +58,9 @@ class Batch:
     #: float [B]: the unknown branch's target when it differs from ``target`` (a per-category
     #: transform: the branch learns the target encoded without the categories)
     unknown_target: torch.Tensor | None = None
+    #: float [B, 2, F]: each sample's summary of its nearest reference samples, among those sharing
+    #: its known categories and among all (``aam_core.neighbours``), for a model that reads one
+    neighbours: torch.Tensor | None = None
 
     _TENSORS = (
         "asv_tokens",
@@ -72,6 +75,7 @@ class Batch:
         "distances",
         "nucleotide_target",
         "unknown_target",
+        "neighbours",
     )
 
     def to(self, device: torch.device) -> Batch:
@@ -122,6 +126,7 @@ class Batch:
             distances=None,
             nucleotide_target=rows_of(self.nucleotide_target),
             unknown_target=samples_of(self.unknown_target),
+            neighbours=samples_of(self.neighbours),
         )
         return part, used
 

@@ -5,7 +5,8 @@ head with ``--count-prediction`` (and a non-zero weight), the UniFrac head with
 ``--unifrac-penalty``, the nucleotide head with ``--nuc-penalty``, a second target head for
 samples with every category unknown with ``--unknown-head`` and category dropout, and with
 ``--category-prediction-weight`` one linear head per categorical column that reads its code from
-the vector the unknown head sees. A head whose loss is off is not built at all, and a part no
+the vector the unknown head sees. With ``--neighbours`` both target heads also read each
+sample's summary of its nearest training samples (``aam_core.neighbours``). A head whose loss is off is not built at all, and a part no
 loss reaches is frozen (``requires_grad`` off): the count head when no abundance is ever hidden
 (``--count-mask-ratio 0``), and the sample-level path (sample encoder, pooling, the ASV
 encoder's readout) when only masked nucleotides are learned. So every
@@ -51,6 +52,7 @@ class Heads:
     nucleotides: bool = False
     unknown: bool = False  # a target head of its own for samples with every category unknown
     category_logits: bool = False  # predict each categorical column from the category-free sample vector
+    neighbours: int = 0  # width of the nearest-reference summary the target heads also read (0: none)
 
 
 @attrs.define
@@ -106,12 +108,13 @@ class AAMModel(nn.Module):
         self.fusion = fusion if category_sizes else None
         uses_pool = self.fusion is None or getattr(self.fusion, "uses_pool", True)
         self.pool = AttentionPooling(d) if uses_pool else None
-        self.target_head = TargetHead(d, heads.out_dim, config.dropout) if heads.out_dim else None
+        self.neighbours = heads.neighbours if heads.out_dim else 0
+        self.target_head = TargetHead(d, heads.out_dim, config.dropout, self.neighbours) if heads.out_dim else None
         # Samples with every category unknown get their own head: the main head is free to lean
         # on the categories without pulling the no-metadata predictions along.
         self.unknown_head = None
         if heads.unknown and category_sizes:
-            self.unknown_head = TargetHead(d, heads.out_dim, config.dropout)
+            self.unknown_head = TargetHead(d, heads.out_dim, config.dropout, self.neighbours)
         self.category_heads = None
         if heads.category_logits and category_sizes:
             self.category_heads = nn.ModuleList(nn.Linear(d, size) for size in category_sizes)
@@ -169,11 +172,20 @@ class AAMModel(nn.Module):
             return self.fusion(h, batch.mask, tokens, self.pool)
         return self.pool(h, batch.mask), {}
 
-    def _predict(self, pooled: torch.Tensor, categories: torch.Tensor) -> torch.Tensor:
-        prediction = self.target_head(pooled)
+    def _references(self, batch: Batch, branch: int) -> torch.Tensor | None:
+        """The nearest-reference summary of ``branch`` (0: among samples sharing the known
+        categories, 1: among all) when the model reads one."""
+        if not self.neighbours:
+            return None
+        if batch.neighbours is None:
+            raise ValueError("this model reads nearest reference samples; the batch carries none")
+        return batch.neighbours[:, branch]
+
+    def _predict(self, pooled: torch.Tensor, categories: torch.Tensor, references: torch.Tensor | None) -> torch.Tensor:
+        prediction = self.target_head(pooled, references)
         if self.unknown_head is not None:  # per row, without asking the device whether any is unknown
             unknown = (categories[:, : self.n_columns] == 0).all(dim=1, keepdim=True)
-            prediction = torch.where(unknown, self.unknown_head(pooled), prediction)
+            prediction = torch.where(unknown, self.unknown_head(pooled, references), prediction)
         if self.output_scaling is not None:
             prediction = self.output_scaling(prediction, categories[:, self.scaling_column])
         return prediction
@@ -183,12 +195,12 @@ class AAMModel(nn.Module):
         pooled, extras = self.pooled(h, batch)
         prediction = unknown = logits = None
         if self.target_head is not None:
-            prediction = self._predict(pooled, batch.categories)
+            prediction = self._predict(pooled, batch.categories, self._references(batch, 0))
             if batch.unknown_branch and self.categorical is not None:
                 # The encoding is shared: only fusion and head run again, on the unknown rows.
                 hidden = attrs.evolve(batch, categories=torch.zeros_like(batch.categories))
                 free = self.pooled(h, hidden)[0]
-                unknown = self._predict(free, hidden.categories)
+                unknown = self._predict(free, hidden.categories, self._references(batch, 1))
                 if self.category_heads is not None:
                     logits = [head(free) for head in self.category_heads]
         return ModelOutput(

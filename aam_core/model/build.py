@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aam_core.config import RunConfig
 from aam_core.model.aam import AAMModel, Heads
+from aam_core.neighbours import feature_width
 from aam_core.plugins import get_plugin
 
 
@@ -20,6 +21,7 @@ def heads_for(config: RunConfig, out_dim: int | None) -> Heads:
         nucleotides=training.nuc_penalty > 0,
         unknown=supervised and config.model.unknown_head and training.category_dropout > 0,
         category_logits=supervised and training.category_dropout > 0 and training.category_prediction_weight > 0,
+        neighbours=feature_width(out_dim) if supervised and out_dim and config.model.neighbours else 0,
     )
 
 

@@ -10,16 +10,22 @@ from aam_core.data.tokens import N_BASES
 
 
 class TargetHead(nn.Module):
-    """Pooled sample vector → ``[B, out_dim]`` (regression values or class logits)."""
+    """Pooled sample vector → ``[B, out_dim]`` (regression values or class logits).
 
-    def __init__(self, dim: int, out_dim: int, dropout: float = 0.0):
+    ``extra`` inputs (the nearest-reference summary) join the normalised pooled vector before the
+    first linear layer: normalised together with it, their values would shift with the vector's."""
+
+    def __init__(self, dim: int, out_dim: int, dropout: float = 0.0, extra: int = 0):
         super().__init__()
         self.net = nn.Sequential(
-            nn.LayerNorm(dim), nn.Dropout(dropout), nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, out_dim)
+            nn.LayerNorm(dim), nn.Dropout(dropout), nn.Linear(dim + extra, dim), nn.GELU(), nn.Linear(dim, out_dim)
         )
 
-    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self.net(pooled)
+    def forward(self, pooled: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        if extra is None:
+            return self.net(pooled)
+        x = torch.cat([self.net[0](pooled), extra.to(pooled.dtype)], dim=1)
+        return self.net[2:](self.net[1](x))
 
 
 class CountHead(nn.Module):

@@ -102,9 +102,12 @@ class SupervisedBatches:
     category_dropout: float
     count_mask_ratio: float | None  # None: the model hides no abundances
     distances: Callable[[np.ndarray], np.ndarray] | None
+    neighbours: np.ndarray | None = None  # [n, 2, F] nearest-reference summaries (dataset rows)
 
     def __call__(self, key: BatchKey) -> Batch:
         batch = collate(self.dataset, key.rows, max_asvs=self.max_asvs, categories=self.codes, target=self.target, bucket=self.bucket)
+        if self.neighbours is not None:
+            batch = attrs.evolve(batch, neighbours=torch.from_numpy(self.neighbours[key.rows]))
         if self.distances is not None:
             batch = attrs.evolve(batch, distances=torch.from_numpy(key.distances(self.distances)).float())
         if not key.training:
@@ -133,6 +136,7 @@ class SupervisedTask:
         strategy: ParallelStrategy,
         distances: Callable[[np.ndarray], np.ndarray] | None = None,
         cache: EncoderCache | None = None,
+        neighbours: np.ndarray | None = None,
     ):
         self.config = config
         self.model = model
@@ -159,6 +163,7 @@ class SupervisedTask:
             category_dropout=self.training.category_dropout,
             count_mask_ratio=self.training.count_mask_ratio if model.sample_encoder.hidden_abundance is not None else None,
             distances=self.distances,
+            neighbours=neighbours,
         )
         workers = self.training.loader_workers
         self.loader = BatchLoader(

@@ -23,7 +23,9 @@ from aam_core.data.samples import Samples, check_disjoint, resolve_list
 from aam_core.data.split import three_way_split
 from aam_core.errors import ConfigError, DataError
 from aam_core.loading import LoadedModel, restore
+from aam_core.model.aam import AAMModel
 from aam_core.model.build import build_model
+from aam_core.neighbours import References, neighbour_features
 from aam_core.options import build_config
 from aam_core.plugins import get_plugin
 from aam_core.targets import TargetEncoding
@@ -189,6 +191,22 @@ def _target_encoding(config: RunConfig, dataset: Dataset, train_rows: np.ndarray
     return TargetEncoding(classes=None, transform=transform, transform_categories=categories)
 
 
+def _references(
+    config: RunConfig, model: AAMModel, dataset: Dataset, split: Split, codes: np.ndarray, encoding: TargetEncoding
+) -> tuple[References | None, np.ndarray | None]:
+    """With ``--neighbours``: the training samples as reference samples, and every sample's
+    summary of its nearest ones (a training sample's from the other training samples)."""
+    if not model.neighbours:
+        return None, None
+    target = encoding.encode(dataset.target) if encoding.classifier else dataset.target
+    references = References.of(dataset, split.train, codes[:, : model.n_columns], target)
+    exclude = np.full(len(dataset), -1, dtype=np.int64)
+    exclude[split.train] = np.arange(len(split.train))
+    features = neighbour_features(references, dataset, codes, config.model.neighbours, encoding, exclude=exclude)
+    log.info("Nearest reference samples: each sample compared with %d training samples (K = %d).", len(references), config.model.neighbours)
+    return references, features
+
+
 def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % (2**32))
@@ -274,6 +292,7 @@ def train(
         model.asv_encoder.requires_grad_(False)
     model.to(run.device)
     codes = encoder.encode(dataset)
+    references, neighbours = _references(config, model, dataset, split, codes, encoding)
     n_params = sum(p.numel() for p in model.parameters())
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info(
@@ -293,8 +312,9 @@ def train(
         strategy=run.strategy,
         distances=distances,
         cache=EncoderCache(model.asv_encoder) if config.training.freeze_base else None,
+        neighbours=neighbours,
     )
-    bundle = LoadedModel(config=config, model=model, encoder=encoder, encoding=encoding, device=run.device)
+    bundle = LoadedModel(config=config, model=model, encoder=encoder, encoding=encoding, device=run.device, references=references)
     result, metrics = run.execute(task, bundle, splits)
     return TrainResult(
         output_dir=Path(config.output_dir),

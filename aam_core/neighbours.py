@@ -1,0 +1,194 @@
+"""Reference samples: the training samples a model compares each new sample with (``--neighbours K``).
+
+Microbiome studies often sample the same people, sites or plots more than once, and a sample's
+closest profiles in the training set then carry its target almost exactly. The model's own
+vector pools its ASVs and loses which profile is which; a forest that splits on single ASVs keeps
+it. With ``--neighbours K`` the target head also reads, for each sample, a summary of its K most
+similar training samples:
+
+- the similarity-weighted mean of their targets, in model units (for a classifier, their
+  similarity-weighted class shares);
+- the closest one's target (for a classifier, its class one-hot);
+- the similarity of the closest one, and the mean similarity of the K.
+
+Similarity is the Jaccard index of the two samples' sets of ASV sequences: ASVs are matched by
+sequence, so a table with other feature IDs (or other ASVs besides) is compared correctly. A
+sample is compared with the reference samples that share each of its known categorical values
+(an unknown value restricts nothing). The head learns how far to trust the summary; the
+unknown-category head reads the summary over all reference samples, since it does not know the
+categories either.
+
+A training sample is never its own neighbour: its summary comes from the other training samples,
+as a new sample's comes from all of them. The reference samples (their ASV sets, categories and
+targets) are stored in the checkpoint, so ``aam predict`` compares with the same samples.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+from scipy import sparse
+
+from aam_core.data.dataset import Dataset
+from aam_core.targets import TargetEncoding
+
+#: Query rows compared at once (bounds the dense similarity block to CHUNK × references).
+CHUNK = 1024
+
+
+@attrs.frozen(eq=False)
+class References:
+    """The training samples' ASV sets (keyed by sequence), categorical codes and targets."""
+
+    sequences: np.ndarray  # object [f]: the ASV sequences the sets are over
+    presence: sparse.csr_matrix  # float32 [n, f]: 1 where the sample has the ASV
+    codes: np.ndarray  # int64 [n, K]: the model's categorical inputs (0 = unknown)
+    target: np.ndarray  # float64 [n] original units, or int64 [n] class index
+
+    def __len__(self) -> int:
+        return self.presence.shape[0]
+
+    @classmethod
+    def of(cls, dataset: Dataset, rows: np.ndarray, codes: np.ndarray, target: np.ndarray) -> References:
+        """The samples ``rows`` of ``dataset`` with their codes and targets (dataset-aligned)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        counts = dataset.counts[rows]
+        used = np.flatnonzero(np.asarray((counts != 0).sum(axis=0)).ravel())
+        presence = (counts[:, used] != 0).astype(np.float32).tocsr()
+        return cls(
+            sequences=np.asarray(dataset.sequences[used], dtype=object),
+            presence=presence,
+            codes=np.asarray(codes[rows], dtype=np.int64),
+            target=np.asarray(target[rows]),
+        )
+
+    def presence_of(self, dataset: Dataset) -> tuple[sparse.csr_matrix, np.ndarray]:
+        """``dataset``'s ASV sets over this object's sequences ``[n, f]`` and each sample's
+        number of ASVs (those no reference sample has included)."""
+        column = {s: i for i, s in enumerate(self.sequences)}
+        where = np.array([column.get(s, -1) for s in dataset.sequences], dtype=np.int64)
+        present = (dataset.counts != 0).astype(np.float32).tocsr()
+        sizes = np.asarray(present.sum(axis=1)).ravel()
+        known = np.flatnonzero(where >= 0)
+        mapping = sparse.csr_matrix(
+            (np.ones(len(known), dtype=np.float32), (known, where[known])), shape=(len(where), len(self.sequences))
+        )
+        return (present @ mapping).tocsr(), sizes
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain types and tensors, for a checkpoint read with ``weights_only``."""
+        classes = self.target.dtype.kind in "iu"
+        return {
+            "sequences": [str(s) for s in self.sequences],
+            "indptr": torch.from_numpy(self.presence.indptr.astype(np.int64)),
+            "indices": torch.from_numpy(self.presence.indices.astype(np.int64)),
+            "codes": torch.from_numpy(self.codes),
+            "target": torch.from_numpy(self.target.astype(np.int64 if classes else np.float64)),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> References:
+        indptr, indices = state["indptr"].numpy(), state["indices"].numpy()
+        sequences = np.array(state["sequences"], dtype=object)
+        presence = sparse.csr_matrix(
+            (np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(len(indptr) - 1, len(sequences))
+        )
+        return cls(sequences=sequences, presence=presence, codes=state["codes"].numpy(), target=state["target"].numpy())
+
+
+def similarities(references: References, presence: sparse.csr_matrix, sizes: np.ndarray) -> np.ndarray:
+    """Jaccard index ``[n, len(references)]`` of each query's ASV set with each reference's."""
+    shared = (presence @ references.presence.T).toarray()
+    ref_sizes = np.asarray(references.presence.sum(axis=1)).ravel()
+    union = sizes[:, None] + ref_sizes[None, :] - shared
+    return np.divide(shared, union, out=np.zeros_like(shared), where=union > 0)
+
+
+def _summary(
+    sim: np.ndarray, references: References, k: int, out_dim: int, classifier: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per query row: the K neighbours' similarity-weighted target and the nearest one's
+    (``[n]`` original units each, or ``[n, out_dim]`` class shares and one-hot), and ``[n, 2]``
+    (top similarity, mean of the K). Columns set to ``-inf`` in ``sim`` are not candidates; a row
+    with none keeps NaN."""
+    n = sim.shape[0]
+    k = min(k, sim.shape[1])
+    top = np.argpartition(-sim, k - 1, axis=1)[:, :k] if k < sim.shape[1] else np.tile(np.arange(k), (n, 1))
+    values = np.take_along_axis(sim, top, axis=1)
+    valid = np.isfinite(values)
+    weights = np.where(valid, np.clip(values, 1e-6, None), 0.0)
+    total = weights.sum(axis=1)
+    stats = np.full((n, 2), np.nan)
+    has = total > 0
+    stats[has, 0] = np.where(valid, values, -np.inf)[has].max(axis=1)
+    stats[has, 1] = np.where(valid, values, 0.0)[has].sum(axis=1) / valid[has].sum(axis=1)
+    nearest = references.target[np.take_along_axis(top, np.argmax(np.where(valid, values, -np.inf), axis=1)[:, None], axis=1)[:, 0]]
+    if classifier:
+        first = np.where(has[:, None], np.eye(out_dim)[nearest], np.nan)
+        shares = np.zeros((n, out_dim))
+        labels = references.target[top]
+        for c in range(out_dim):
+            shares[:, c] = (weights * (labels == c)).sum(axis=1)
+        mean = np.divide(shares, total[:, None], out=np.full_like(shares, np.nan), where=has[:, None])
+    else:
+        mean = np.divide((weights * references.target[top]).sum(axis=1), total, out=np.full(n, np.nan), where=has)
+        first = np.where(has, nearest, np.nan)
+    return mean, first, stats
+
+
+def neighbour_features(
+    references: References,
+    dataset: Dataset,
+    codes: np.ndarray,
+    k: int,
+    encoding: TargetEncoding,
+    *,
+    exclude: np.ndarray | None = None,
+) -> np.ndarray:
+    """``float32 [n, 2, F]``: each dataset sample's summary of its ``k`` nearest reference samples,
+    ``[:, 0]`` among those sharing its known categories and ``[:, 1]`` among all of them, with
+    ``F = out_dim + 2`` (the weighted target in model units, top and mean similarity).
+
+    ``exclude [n]``: the reference index of each dataset row that is itself a reference sample
+    (-1 for the others), so no training sample sees its own target."""
+    classifier = encoding.classifier
+    out_dim = len(encoding.classes) if classifier else 1
+    presence, sizes = references.presence_of(dataset)
+    codes = np.asarray(codes[:, : references.codes.shape[1]], dtype=np.int64)
+    n = len(dataset)
+    means = [np.zeros((n, out_dim)) if classifier else np.zeros(n) for _ in range(2)]
+    firsts = [m.copy() for m in means]
+    stats = [np.zeros((n, 2)) for _ in range(2)]
+    for start in range(0, n, CHUNK):
+        part = slice(start, min(n, start + CHUNK))
+        sim = similarities(references, presence[part], sizes[part])
+        if exclude is not None:
+            own = exclude[part]
+            inside = np.flatnonzero(own >= 0)
+            sim[inside, own[inside]] = -np.inf
+        query = codes[part]
+        allowed = ((query[:, None, :] == 0) | (query[:, None, :] == references.codes[None, :, :])).all(axis=2)
+        free = _summary(sim, references, k, out_dim, classifier)
+        kept = _summary(np.where(allowed, sim, -np.inf), references, k, out_dim, classifier)
+        lost = np.isnan(kept[2][:, 0])  # no reference shares the categories: the summary over all
+        for mine, everyone in zip(kept, free, strict=True):
+            mine[lost] = everyone[lost]
+        for branch, (mean, first, stat) in enumerate((kept, free)):
+            means[branch][part], firsts[branch][part], stats[branch][part] = mean, first, stat
+    out = []
+    for branch in range(2):
+        targets = [np.nan_to_num(values) for values in (means[branch], firsts[branch])]  # NaN: no reference at all
+        if not classifier:
+            scale = encoding if branch == 0 else encoding.hidden()
+            targets = [scale.encode(values)[:, None] for values in targets]
+        out.append(np.concatenate([*targets, np.nan_to_num(stats[branch])], axis=1))
+    return np.stack(out, axis=1).astype(np.float32)
+
+
+def feature_width(out_dim: int) -> int:
+    """``F`` for a target head of ``out_dim`` outputs: the weighted and the nearest target, the
+    top and the mean similarity."""
+    return 2 * out_dim + 2
