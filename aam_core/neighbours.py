@@ -36,7 +36,7 @@ from aam_core.data.dataset import Dataset
 from aam_core.targets import TargetEncoding
 
 #: Query rows compared at once (bounds the dense similarity block to CHUNK × references).
-CHUNK = 1024
+CHUNK = 256
 
 
 @attrs.frozen(eq=False)
@@ -150,7 +150,8 @@ def neighbour_features(
 ) -> np.ndarray:
     """``float32 [n, 2, F]``: each dataset sample's summary of its ``k`` nearest reference samples,
     ``[:, 0]`` among those sharing its known categories and ``[:, 1]`` among all of them, with
-    ``F = out_dim + 2`` (the weighted target in model units, top and mean similarity).
+    ``F = 2 · out_dim + 2`` (the weighted and the nearest target in model units, the top and the
+    mean similarity).
 
     ``exclude [n]``: the reference index of each dataset row that is itself a reference sample
     (-1 for the others), so no training sample sees its own target."""
@@ -178,9 +179,12 @@ def neighbour_features(
             mine[lost] = everyone[lost]
         for branch, (mean, first, stat) in enumerate((kept, free)):
             means[branch][part], firsts[branch][part], stats[branch][part] = mean, first, stat
+    # NaN only where no reference sample is a candidate at all (a single training sample, itself):
+    # no class share, or the references' mean target
+    fill = 0.0 if classifier else float(np.mean(references.target))
     out = []
     for branch in range(2):
-        targets = [np.nan_to_num(values) for values in (means[branch], firsts[branch])]  # NaN: no reference at all
+        targets = [np.where(np.isnan(values), fill, values) for values in (means[branch], firsts[branch])]
         if not classifier:
             scale = encoding if branch == 0 else encoding.hidden()
             targets = [scale.encode(values)[:, None] for values in targets]

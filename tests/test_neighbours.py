@@ -121,6 +121,20 @@ def test_k_neighbours_are_weighted_by_similarity_and_stored_losslessly(small_set
     )
 
 
+def test_a_sample_with_no_candidate_reads_the_reference_mean(small_sets):
+    """One reference sample, excluded from its own summary, leaves it no candidate: its targets
+    read the references' mean and its similarities 0, never NaN."""
+    _, table, meta = small_sets
+    data = _load(table, meta)
+    codes = np.zeros((4, 0), dtype=np.int64)
+    references = References.of(data, np.array([2]), codes, data.target)
+    exclude = np.array([-1, -1, 0, -1])
+    feats = neighbour_features(references, data, codes, 3, _identity_encoding(), exclude=exclude)
+    assert np.isfinite(feats).all()
+    np.testing.assert_array_equal(feats[2, :, :2], data.target[2])
+    np.testing.assert_array_equal(feats[2, :, 2:], 0.0)
+
+
 def test_a_classifier_reads_class_shares(small_sets):
     _, table, meta = small_sets
     data = _load(table, meta)
