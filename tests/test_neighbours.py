@@ -271,3 +271,21 @@ def test_cli_trains_and_predicts_with_neighbours(subjects, tmp_path, run_cli, as
     assert done.code == 0, done.err
     frame = pd.read_csv(written, sep="\t")
     assert len(frame) == SUBJECTS * PER_SUBJECT and frame["predicted"].notna().all()
+
+
+def test_a_classifier_trains_and_predicts_with_class_shares(subjects, tmp_path, tiny_model, write_tsv):
+    """For a classifier the head reads class shares and the nearest class (2 · classes + 2
+    inputs besides the pooled vector); predict reproduces the validation probabilities."""
+    table, _, train_ids, val_ids, age = subjects
+    labels = write_tsv(tmp_path / "labels.tsv", ["sample-id", "group"], [[s, "old" if a > 45 else "young"] for s, a in age.items()])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        result = train(
+            table=table, metadata=labels, metadata_column="group", classifier=True, neighbours=2,
+            train_samples=train_ids, val_samples=val_ids, output_dir=tmp_path / "cls", **{**tiny_model, "epochs": 2, "max_bp": 40},
+        )  # fmt: skip
+    head = result.model.model.target_head.net[2]
+    assert head.in_features == tiny_model["embedding_dim"] + 2 * 2 + 2
+    again = predict(tmp_path / "cls" / "checkpoints" / "best.pt", table, metadata=labels).set_index("sample_id")
+    expected = result.predictions.set_index("sample_id")
+    np.testing.assert_allclose(again.loc[val_ids, ["old", "young"]], expected.loc[val_ids, ["old", "young"]], rtol=1e-5, atol=1e-6)

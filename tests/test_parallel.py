@@ -255,6 +255,7 @@ def test_loader_workers_build_the_batches_of_the_main_process(data):
     build = SupervisedBatches(
         dataset=dataset, codes=np.zeros((len(dataset), 1), dtype=np.int64), target=dataset.target.astype(np.float32),
         hidden_target=-dataset.target.astype(np.float32), max_asvs=8, bucket=False, seed=3, category_dropout=0.5, count_mask_ratio=0.3, distances=None,
+        neighbours=np.arange(len(dataset) * 8, dtype=np.float32).reshape(-1, 2, 4),
     )  # fmt: skip
     sampler = ShardSampler(len(dataset), seed=3)
     keys = epoch_keys(np.arange(len(dataset)), sampler, epoch=2, batch_size=6)
@@ -263,10 +264,12 @@ def test_loader_workers_build_the_batches_of_the_main_process(data):
     resumed = list(BatchLoader(build)(epoch_keys(np.arange(len(dataset)), sampler, epoch=2, batch_size=6, start=3)))
     assert len(inline) == len(ahead) == len(keys) and len(resumed) == len(keys) - 3
     for a, b in zip(inline, ahead, strict=True):
-        for name in ("asv_tokens", "asv_index", "counts", "mask", "categories", "count_mask", "unknown_target"):
+        for name in ("asv_tokens", "asv_index", "counts", "mask", "categories", "count_mask", "unknown_target", "neighbours"):
             assert torch.equal(getattr(a, name), getattr(b, name)), name
-        # the unknown branch's target is the hidden one, row for row
+        # the unknown branch's target is the hidden one, and the reference summaries are the
+        # batch's own samples', row for row
         assert torch.equal(a.unknown_target, torch.as_tensor(-dataset.target[a.rows].astype(np.float32)))
+        assert torch.equal(a.neighbours, torch.from_numpy(build.neighbours[a.rows]))
     for a, b in zip(inline[3:], resumed, strict=True):
         assert torch.equal(a.count_mask, b.count_mask) and torch.equal(a.categories, b.categories)
 
@@ -391,11 +394,13 @@ def test_dp_split_and_merge_reproduce_the_whole_batch(data):
     codes = CategoryEncoder.fit(dataset, ["site"]).encode(dataset)
     batch = collate(dataset, np.arange(9), max_asvs=16, categories=codes, target=None, bucket=True)
     batch = augment.mask_patches(batch, 4, 0.2, np.random.default_rng(0))
-    batch = attrs.evolve(batch, unknown_target=torch.arange(9.0) * 10)  # rows 0..8: value = 10·row
+    summaries = torch.arange(9.0)[:, None, None].expand(9, 2, 4).contiguous()  # row r: all r
+    batch = attrs.evolve(batch, unknown_target=torch.arange(9.0) * 10, neighbours=summaries)  # rows 0..8: value = 10·row
     parts = split_batch(batch, 2)
     assert sorted(np.concatenate([p.rows for p, _ in parts]).tolist()) == list(range(9))
-    for part, _ in parts:  # each part keeps its own samples' unknown-branch targets
+    for part, _ in parts:  # each part keeps its own samples' unknown-branch targets and summaries
         assert torch.equal(part.unknown_target, torch.as_tensor(part.rows * 10.0, dtype=torch.float32))
+        assert torch.equal(part.neighbours, summaries[torch.as_tensor(part.rows)])
     assert all(p.asv_tokens.shape[0] < batch.asv_tokens.shape[0] for p, _ in parts)  # each its own ASVs
     with torch.no_grad():
         whole = model(batch)
