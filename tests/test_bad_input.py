@@ -530,6 +530,7 @@ TRAIN = _cases("train", [
     ("val-fraction-zero", ["--val-fraction", "0"], ["--val-fraction", "between 0 and 1"]),
     ("test-fraction-one", ["--test-fraction", "1"], ["--test-fraction", "between 0 and 1"]),
     ("negative-patience", ["--patience", "-1"], ["--patience", ">= 0"]),
+    ("negative-neighbours", ["--neighbours", "-3"], ["--neighbours", ">= 0"]),
     ("fractions-leave-no-training", ["--val-fraction", "0.5", "--test-fraction", "0.5"], ["--val-fraction 0.5", "--test-fraction 0.5"]),
     ("rarefy-deeper-than-every-sample", ["--rarefy-depth", "1000000000"], ["--rarefy-depth", "table.biom"]),
     ("fractional-counts-with-rarefy", ["--table", "{fractional}", "--rarefy-depth", "5"], ["fractional.biom", "whole read counts"]),

@@ -6,11 +6,11 @@ head with ``--count-prediction`` (and a non-zero weight), the UniFrac head with
 samples with every category unknown with ``--unknown-head`` and category dropout, and with
 ``--category-prediction-weight`` one linear head per categorical column that reads its code from
 the vector the unknown head sees. With ``--neighbours`` both target heads also read each
-sample's summary of its nearest training samples (``aam_core.neighbours``). A head whose loss is off is not built at all, and a part no
-loss reaches is frozen (``requires_grad`` off): the count head when no abundance is ever hidden
-(``--count-mask-ratio 0``), and the sample-level path (sample encoder, pooling, the ASV
-encoder's readout) when only masked nucleotides are learned. So every
-trainable parameter gets a gradient at every step, which DistributedDataParallel requires.
+sample's summary of its nearest training samples (``aam_core.neighbours``). A head whose loss is
+off is not built at all, and a part no loss reaches is frozen (``requires_grad`` off): the count
+head when no abundance is ever hidden (``--count-mask-ratio 0``), and the sample-level path
+(sample encoder, pooling, the ASV encoder's readout) when only masked nucleotides are learned. So
+every trainable parameter gets a gradient at every step, which DistributedDataParallel requires.
 """
 
 from __future__ import annotations
