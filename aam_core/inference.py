@@ -13,11 +13,12 @@ import torch
 
 from aam_core.config import DataConfig
 from aam_core.data.batching import Batch, iter_batches
-from aam_core.data.dataset import load_dataset
+from aam_core.data.dataset import Dataset, load_dataset
 from aam_core.files import write_tsv_atomic
 from aam_core.loading import LoadedModel, load_model
 from aam_core.model.aam import forward_batches
 from aam_core.neighbours import neighbour_features
+from aam_core.targets import TargetEncoding
 
 
 def _collect_extras(
@@ -78,7 +79,9 @@ def _prediction_data(loaded: LoadedModel, table, metadata, sequences):
     return dataset, codes, transform_categories
 
 
-def reference_summaries(loaded: LoadedModel, dataset, codes: np.ndarray, encoding) -> np.ndarray | None:
+def reference_summaries(
+    loaded: LoadedModel, dataset: Dataset, codes: np.ndarray, encoding: TargetEncoding
+) -> np.ndarray | None:
     """``[n, 2, F]``: each sample's summary of its nearest reference samples, for a model trained
     with ``--neighbours`` (None for any other)."""
     if loaded.references is None:
