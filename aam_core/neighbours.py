@@ -123,15 +123,13 @@ def _summary(
     total = weights.sum(axis=1)
     stats = np.full((n, 2), np.nan)
     has = total > 0
-    stats[has, 0] = np.where(valid, values, -np.inf)[has].max(axis=1)
+    rows, best = np.arange(n), values.argmax(axis=1)  # non-candidates are -inf
+    stats[has, 0] = values[rows, best][has]
     stats[has, 1] = np.where(valid, values, 0.0)[has].sum(axis=1) / valid[has].sum(axis=1)
-    nearest = references.target[np.take_along_axis(top, np.argmax(np.where(valid, values, -np.inf), axis=1)[:, None], axis=1)[:, 0]]
+    nearest = references.target[top[rows, best]]
     if classifier:
         first = np.where(has[:, None], np.eye(out_dim)[nearest], np.nan)
-        shares = np.zeros((n, out_dim))
-        labels = references.target[top]
-        for c in range(out_dim):
-            shares[:, c] = (weights * (labels == c)).sum(axis=1)
+        shares = (weights[:, :, None] * np.eye(out_dim)[references.target[top]]).sum(axis=1)
         mean = np.divide(shares, total[:, None], out=np.full_like(shares, np.nan), where=has[:, None])
     else:
         mean = np.divide((weights * references.target[top]).sum(axis=1), total, out=np.full(n, np.nan), where=has)
@@ -173,10 +171,12 @@ def neighbour_features(
         query = codes[part]
         allowed = ((query[:, None, :] == 0) | (query[:, None, :] == references.codes[None, :, :])).all(axis=2)
         free = _summary(sim, references, k, out_dim, classifier)
-        kept = _summary(np.where(allowed, sim, -np.inf), references, k, out_dim, classifier)
-        lost = np.isnan(kept[2][:, 0])  # no reference shares the categories: the summary over all
-        for mine, everyone in zip(kept, free, strict=True):
-            mine[lost] = everyone[lost]
+        kept = free  # no known category (or none at all) restricts anything
+        if not allowed.all():
+            kept = _summary(np.where(allowed, sim, -np.inf), references, k, out_dim, classifier)
+            lost = np.isnan(kept[2][:, 0])  # no reference shares the categories: the summary over all
+            for mine, everyone in zip(kept, free, strict=True):
+                mine[lost] = everyone[lost]
         for branch, (mean, first, stat) in enumerate((kept, free)):
             means[branch][part], firsts[branch][part], stats[branch][part] = mean, first, stat
     # NaN only where no reference sample is a candidate at all (a single training sample, itself):
