@@ -29,7 +29,7 @@ import torch
 from aam_core.errors import CheckpointError
 from aam_core.files import write_atomic
 
-FORMAT = 5
+FORMAT = 6
 KINDS = ("train", "pretrain")
 
 #: Every key a checkpoint of this format may hold.
@@ -102,8 +102,41 @@ def _v4_to_v5(payload: dict[str, Any]) -> dict[str, Any]:
     return {**_next_with_default(payload, "model", "neighbours", 0), "references": None}
 
 
+#: The gate bias a migrated head gets: ``sigmoid(-1e4)`` is exactly 0 in float32.
+_CLOSED_GATE = -1.0e4
+
+
+def _v5_to_v6(payload: dict[str, Any]) -> dict[str, Any]:
+    """Format 5's ``--neighbours`` heads read no disagreement of the references and had no gate
+    towards their target. Migrated, each target head ignores the new input (a zero weight column,
+    the summary's last) and its gate is shut (zero weights, a bias whose sigmoid is exactly 0),
+    so it predicts what it did. Its optimizer state no longer fits the head, so a format-5
+    ``last.pt`` of such a model keeps no training state: it cannot be resumed."""
+    payload = {**payload, "format": 6}
+    if not payload["config"].get("model", {}).get("neighbours"):
+        return payload
+    state = dict(payload["model_state"])
+    for head in ("target_head", "unknown_head"):
+        key = f"{head}.net.2.weight"
+        if key not in state:
+            continue
+        weight = state[key]
+        state[key] = torch.cat([weight, weight.new_zeros(weight.shape[0], 1)], dim=1)
+        state[f"{head}.gate.weight"] = weight.new_zeros(1, weight.shape[0])
+        state[f"{head}.gate.bias"] = weight.new_full((1,), _CLOSED_GATE)
+    payload["model_state"] = state
+    payload["training_state"] = None
+    return payload
+
+
 #: ``from_format → function`` turning a payload of that format into the next one.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5}
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    1: _v1_to_v2,
+    2: _v2_to_v3,
+    3: _v3_to_v4,
+    4: _v4_to_v5,
+    5: _v5_to_v6,
+}
 
 
 def _write(payload: dict[str, Any], tmp: Path) -> None:

@@ -9,14 +9,16 @@ similar training samples:
 - the similarity-weighted mean of their targets, in model units (for a classifier, their
   similarity-weighted class shares);
 - the closest one's target (for a classifier, its class one-hot);
-- the similarity of the closest one, and the mean similarity of the K.
+- the similarity of the closest one, and the mean similarity of the K;
+- how far the K disagree (0 when they share one target).
 
 Similarity is the Jaccard index of the two samples' sets of ASV sequences: ASVs are matched by
 sequence, so a table with other feature IDs (or other ASVs besides) is compared correctly. A
 sample is compared with the reference samples that share each of its known categorical values
-(an unknown value restricts nothing). The head learns how far to trust the summary; the
-unknown-category head reads the summary over all reference samples, since it does not know the
-categories either.
+(an unknown value restricts nothing). The head learns how far to trust the summary, and a
+gate of its own hands over the weighted target outright where it learns to (typically where the
+K agree: the same person sampled again); the unknown-category head reads the summary over all
+reference samples, since it does not know the categories either.
 
 A training sample is never its own neighbour: its summary comes from the other training samples,
 as a new sample's comes from all of them. The reference samples (their ASV sets, categories and
@@ -111,9 +113,13 @@ def _summary(
     sim: np.ndarray, references: References, k: int, out_dim: int, classifier: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per query row: the K neighbours' similarity-weighted target and the nearest one's
-    (``[n]`` original units each, or ``[n, out_dim]`` class shares and one-hot), and ``[n, 2]``
-    (top similarity, mean of the K). Columns set to ``-inf`` in ``sim`` are not candidates; a row
-    with none keeps NaN."""
+    (``[n]`` original units each, or ``[n, out_dim]`` class shares and one-hot), and ``[n, 3]``
+    (top similarity, mean of the K, how far the K disagree). Columns set to ``-inf`` in ``sim``
+    are not candidates; a row with none keeps NaN.
+
+    Disagreement is 0 when the K share one target: for regression the weighted mean absolute
+    deviation from their weighted mean, in standard deviations of the reference targets; for a
+    classifier the weight share outside the top class."""
     n = sim.shape[0]
     k = min(k, sim.shape[1])
     top = np.argpartition(-sim, k - 1, axis=1)[:, :k] if k < sim.shape[1] else np.tile(np.arange(k), (n, 1))
@@ -121,7 +127,7 @@ def _summary(
     valid = np.isfinite(values)
     weights = np.where(valid, np.clip(values, 1e-6, None), 0.0)
     total = weights.sum(axis=1)
-    stats = np.full((n, 2), np.nan)
+    stats = np.full((n, 3), np.nan)
     has = total > 0
     rows, best = np.arange(n), values.argmax(axis=1)  # non-candidates are -inf
     stats[has, 0] = values[rows, best][has]
@@ -131,10 +137,21 @@ def _summary(
         first = np.where(has[:, None], np.eye(out_dim)[nearest], np.nan)
         shares = (weights[:, :, None] * np.eye(out_dim)[references.target[top]]).sum(axis=1)
         mean = np.divide(shares, total[:, None], out=np.full_like(shares, np.nan), where=has[:, None])
+        stats[has, 2] = 1.0 - mean[has].max(axis=1)  # the share of the weight not on the top class
     else:
-        mean = np.divide((weights * references.target[top]).sum(axis=1), total, out=np.full(n, np.nan), where=has)
+        values = references.target[top]
+        mean = np.divide((weights * values).sum(axis=1), total, out=np.full(n, np.nan), where=has)
         first = np.where(has, nearest, np.nan)
+        spread = (weights * np.abs(values - np.nan_to_num(mean)[:, None])).sum(axis=1)
+        stats[has, 2] = spread[has] / total[has] / _target_scale(references)
     return mean, first, stats
+
+
+def _target_scale(references: References) -> float:
+    """The reference targets' standard deviation (1 where they do not vary): the unit of a
+    regression summary's spread, so it reads the same whatever the target's units."""
+    std = float(np.std(references.target))
+    return std if std > 0 else 1.0
 
 
 def neighbour_features(
@@ -148,8 +165,8 @@ def neighbour_features(
 ) -> np.ndarray:
     """``float32 [n, 2, F]``: each dataset sample's summary of its ``k`` nearest reference samples,
     ``[:, 0]`` among those sharing its known categories and ``[:, 1]`` among all of them, with
-    ``F = 2 · out_dim + 2`` (the weighted and the nearest target in model units, the top and the
-    mean similarity).
+    ``F = 2 · out_dim + 3`` (the weighted and the nearest target in model units, the top and the
+    mean similarity, and how far the K disagree; see :func:`_summary`).
 
     ``exclude [n]``: the reference index of each dataset row that is itself a reference sample
     (-1 for the others), so no training sample sees its own target."""
@@ -160,7 +177,7 @@ def neighbour_features(
     n = len(dataset)
     means = [np.zeros((n, out_dim)) if classifier else np.zeros(n) for _ in range(2)]
     firsts = [m.copy() for m in means]
-    stats = [np.zeros((n, 2)) for _ in range(2)]
+    stats = [np.zeros((n, 3)) for _ in range(2)]
     for start in range(0, n, CHUNK):
         part = slice(start, min(n, start + CHUNK))
         sim = similarities(references, presence[part], sizes[part])
@@ -180,7 +197,7 @@ def neighbour_features(
         for branch, (mean, first, stat) in enumerate((kept, free)):
             means[branch][part], firsts[branch][part], stats[branch][part] = mean, first, stat
     # NaN only where no reference sample is a candidate at all (a single training sample, itself):
-    # no class share, or the references' mean target
+    # no class share, or the references' mean target; no similarity, and full disagreement
     fill = 0.0 if classifier else float(np.mean(references.target))
     out = []
     for branch in range(2):
@@ -188,11 +205,14 @@ def neighbour_features(
         if not classifier:
             scale = encoding if branch == 0 else encoding.hidden()
             targets = [scale.encode(values)[:, None] for values in targets]
-        out.append(np.concatenate([*targets, np.nan_to_num(stats[branch])], axis=1))
+        stat = np.nan_to_num(stats[branch])
+        stat[np.isnan(stats[branch][:, 2]), 2] = 1.0
+        out.append(np.concatenate([*targets, stat], axis=1))
     return np.stack(out, axis=1).astype(np.float32)
 
 
 def feature_width(out_dim: int) -> int:
     """``F`` for a target head of ``out_dim`` outputs: the weighted and the nearest target, the
-    top and the mean similarity."""
-    return 2 * out_dim + 2
+    top and the mean similarity, and the disagreement. The weighted target comes first: the head
+    blends its own output towards it (:class:`~aam_core.model.heads.TargetHead`)."""
+    return 2 * out_dim + 3

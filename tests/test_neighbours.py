@@ -18,7 +18,8 @@ import torch
 from aam_core.api import load_model, predict, train
 from aam_core.data.categories import CategoryEncoder
 from aam_core.data.dataset import load_dataset
-from aam_core.neighbours import References, neighbour_features, similarities
+from aam_core.model.heads import TargetHead
+from aam_core.neighbours import References, feature_width, neighbour_features, similarities
 from aam_core.targets import TargetEncoding
 from tests.conftest import random_sequences
 
@@ -112,6 +113,10 @@ def test_k_neighbours_are_weighted_by_similarity_and_stored_losslessly(small_set
     r0 = feats[ids.index("R0"), 1]  # {a,b,c}: R1 {a,b} (2/3, age 20), R3 {a,e} (1/4, age 40)
     assert r0[0] == pytest.approx((2 / 3 * 20 + 1 / 4 * 40) / (2 / 3 + 1 / 4)) and r0[1] == 20
     assert r0[2] == pytest.approx(2 / 3) and r0[3] == pytest.approx((2 / 3 + 1 / 4) / 2)
+    # disagreement: weighted mean absolute deviation from the weighted mean, in units of the
+    # reference ages' standard deviation (ages 10, 20, 30, 40)
+    deviation = (2 / 3 * abs(20 - r0[0]) + 1 / 4 * abs(40 - r0[0])) / (2 / 3 + 1 / 4)
+    assert r0[4] == pytest.approx(deviation / np.std([10, 20, 30, 40]), rel=1e-5)
     again = References.from_state(references.state_dict())
     np.testing.assert_array_equal(again.presence.toarray(), references.presence.toarray())
     np.testing.assert_array_equal(again.sequences, references.sequences)
@@ -123,7 +128,8 @@ def test_k_neighbours_are_weighted_by_similarity_and_stored_losslessly(small_set
 
 def test_a_sample_with_no_candidate_reads_the_reference_mean(small_sets):
     """One reference sample, excluded from its own summary, leaves it no candidate: its targets
-    read the references' mean and its similarities 0, never NaN."""
+    read the references' mean, its similarities 0 and its disagreement 1 (no agreement to trust),
+    never NaN."""
     _, table, meta = small_sets
     data = _load(table, meta)
     codes = np.zeros((4, 0), dtype=np.int64)
@@ -132,7 +138,10 @@ def test_a_sample_with_no_candidate_reads_the_reference_mean(small_sets):
     feats = neighbour_features(references, data, codes, 3, _identity_encoding(), exclude=exclude)
     assert np.isfinite(feats).all()
     np.testing.assert_array_equal(feats[2, :, :2], data.target[2])
-    np.testing.assert_array_equal(feats[2, :, 2:], 0.0)
+    np.testing.assert_array_equal(feats[2, :, 2:4], 0.0)
+    np.testing.assert_array_equal(feats[2, :, 4], 1.0)
+    # the others' only candidate is the one reference: one target, so no disagreement at all
+    np.testing.assert_array_equal(feats[[0, 1, 3], :, 4], 0.0)
 
 
 def test_a_classifier_reads_class_shares(small_sets):
@@ -143,12 +152,48 @@ def test_a_classifier_reads_class_shares(small_sets):
     references = References.of(data, np.arange(4), codes, labels)
     encoding = TargetEncoding(classes=["young", "old"], transform=None, transform_categories=None)
     feats = neighbour_features(references, data, codes, 3, encoding, exclude=np.arange(4))
-    assert feats.shape == (4, 2, 6)  # two class shares, the nearest one-hot, top and mean similarity
+    # two class shares, the nearest one-hot, top and mean similarity, disagreement
+    assert feats.shape == (4, 2, 7)
     np.testing.assert_allclose(feats[:, 1, :2].sum(axis=1), 1.0, rtol=1e-6)
     np.testing.assert_array_equal(feats[:, 1, 2:4].sum(axis=1), 1.0)
     r1 = feats[list(data.sample_ids).index("R1"), 1]  # {a,b}: R0 (2/3, young), R3 (1/3, old), R2 (0)
     assert r1[0] == pytest.approx((2 / 3) / (2 / 3 + 1 / 3 + 1e-6), rel=1e-4)
     assert list(r1[2:4]) == [1.0, 0.0]  # the nearest, R0, is young
+    assert r1[6] == pytest.approx(1 - r1[0], rel=1e-5)  # the weight share outside the top class
+
+
+# -- the head's gate ------------------------------------------------------------------------------
+def _head(classifier: bool, bias: float) -> TargetHead:
+    out_dim = 3 if classifier else 1
+    head = TargetHead(8, out_dim, extra=feature_width(out_dim), classifier=classifier).eval()
+    torch.nn.init.zeros_(head.gate.weight)
+    torch.nn.init.constant_(head.gate.bias, bias)
+    return head
+
+
+@pytest.mark.parametrize("classifier", [False, True])
+def test_the_gate_blends_the_head_with_the_references_target(classifier):
+    """Open, the head gives the references' weighted target exactly (a classifier: their class
+    shares as its probabilities, a class none of them has at 0); shut, its own output (for a
+    classifier the same probabilities); half open, the mean of the two."""
+    torch.manual_seed(0)
+    pooled = torch.randn(5, 8)
+    out_dim = 3 if classifier else 1
+    theirs = torch.tensor([[0.5, 0.5, 0.0]] * 5) if classifier else torch.randn(5, 1)
+    extra = torch.cat([theirs, torch.rand(5, feature_width(out_dim) - out_dim)], dim=1)
+    shut, half, open_ = (_head(classifier, bias) for bias in (-1.0e4, 0.0, 1.0e4))
+    for head in (half, open_):
+        head.load_state_dict({**shut.state_dict(), "gate.bias": head.gate.bias.detach()})
+    own = shut.net[4](shut.net[3](shut.net[2](torch.cat([shut.net[0](pooled), extra], dim=1))))
+    if classifier:
+        probabilities = [head(pooled, extra).softmax(dim=1) for head in (shut, half, open_)]
+        torch.testing.assert_close(probabilities[0], own.softmax(dim=1))
+        torch.testing.assert_close(probabilities[2], theirs, atol=1e-6, rtol=0)
+        torch.testing.assert_close(probabilities[1], (own.softmax(dim=1) + theirs) / 2)
+    else:
+        torch.testing.assert_close(shut(pooled, extra), own)
+        torch.testing.assert_close(open_(pooled, extra), theirs)
+        torch.testing.assert_close(half(pooled, extra), (own + theirs) / 2)
 
 
 # -- a model that reads them ----------------------------------------------------------------------
@@ -212,8 +257,8 @@ def test_the_head_uses_its_neighbours_where_the_sequences_say_nothing(subjects, 
 
 def test_predict_compares_with_the_stored_reference_samples(subjects, tmp_path, tiny_model, write_biom):
     """``best.pt`` holds the reference samples: predicting the validation samples again gives
-    val_predictions.tsv, also from a table with the ASVs in another order; a format-5 file
-    without them is refused clearly."""
+    val_predictions.tsv, also from a table with the ASVs in another order; a checkpoint without
+    them is refused clearly."""
     table, metadata, _, val_ids, _ = subjects
     result = _fit(subjects, tmp_path / "nb", tiny_model, neighbours=2, epochs=2)
     best = tmp_path / "nb" / "checkpoints" / "best.pt"
@@ -252,6 +297,46 @@ def test_predict_compares_with_the_stored_reference_samples(subjects, tmp_path, 
         load_model(broken)
 
 
+def test_format_5_neighbour_models_migrate_and_predict_as_they_did(subjects, tmp_path, tiny_model, write_tsv):
+    """A format-5 head read no disagreement and had no gate: migrated, each head (the main and
+    the unknown-category one) ignores the one and keeps the other shut, so it predicts what its
+    own layers give (the model with its gates shut and the new input's weights 0); its last.pt
+    keeps no state to resume."""
+    table, _, train_ids, val_ids, age = subjects
+    rows = [[s, a, "odd" if int(s[1:3]) % 2 else "even"] for s, a in age.items()]
+    metadata = write_tsv(tmp_path / "sites.tsv", ["sample-id", "age", "site"], rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        train(
+            table=table, metadata=metadata, metadata_column="age", categorical_columns="site", neighbours=2,
+            train_samples=train_ids, val_samples=val_ids, output_dir=tmp_path / "nb", **{**tiny_model, "epochs": 2, "max_bp": 40},
+        )  # fmt: skip
+    now = torch.load(tmp_path / "nb" / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
+    old, shut = dict(now, format=5), dict(now)
+    old["model_state"], shut["model_state"] = dict(now["model_state"]), dict(now["model_state"])
+    for head in ("target_head", "unknown_head"):
+        weight = now["model_state"][f"{head}.net.2.weight"]
+        old["model_state"][f"{head}.net.2.weight"] = weight[:, :-1].clone()
+        del old["model_state"][f"{head}.gate.weight"], old["model_state"][f"{head}.gate.bias"]
+        shut["model_state"][f"{head}.net.2.weight"] = torch.cat([weight[:, :-1], weight.new_zeros(len(weight), 1)], dim=1)
+        shut["model_state"][f"{head}.gate.weight"] = torch.zeros_like(now["model_state"][f"{head}.gate.weight"])
+        shut["model_state"][f"{head}.gate.bias"] = torch.full_like(now["model_state"][f"{head}.gate.bias"], -1.0e4)
+    for name, payload in (("old.pt", old), ("shut.pt", shut)):
+        torch.save(payload, tmp_path / name)
+    then = predict(load_model(tmp_path / "old.pt"), table, metadata=metadata).set_index("sample_id")["predicted"]
+    expected = predict(load_model(tmp_path / "shut.pt"), table, metadata=metadata).set_index("sample_id")["predicted"]
+    gated = predict(load_model(tmp_path / "nb" / "checkpoints" / "last.pt"), table, metadata=metadata)
+    np.testing.assert_allclose(then.loc[val_ids], expected.loc[val_ids], rtol=1e-6, atol=1e-6)
+    with warnings.catch_warnings():  # without metadata: the unknown-category head
+        warnings.simplefilter("ignore", UserWarning)
+        blind = [predict(load_model(tmp_path / n), table)["predicted"].to_numpy() for n in ("old.pt", "shut.pt")]
+    np.testing.assert_allclose(blind[0], blind[1], rtol=1e-6, atol=1e-6)
+    assert not np.allclose(then.loc[val_ids], gated.set_index("sample_id")["predicted"].loc[val_ids])
+    from aam_core.checkpoint import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "old.pt")["training_state"] is None
+
+
 def test_cli_trains_and_predicts_with_neighbours(subjects, tmp_path, run_cli, as_flags, tiny_model, caplog):
     caplog.set_level(logging.INFO, logger="aam")
     table, metadata, train_ids, val_ids, _ = subjects
@@ -274,7 +359,7 @@ def test_cli_trains_and_predicts_with_neighbours(subjects, tmp_path, run_cli, as
 
 
 def test_a_classifier_trains_and_predicts_with_class_shares(subjects, tmp_path, tiny_model, write_tsv):
-    """For a classifier the head reads class shares and the nearest class (2 · classes + 2
+    """For a classifier the head reads class shares and the nearest class (2 · classes + 3
     inputs besides the pooled vector); predict reproduces the validation probabilities."""
     table, _, train_ids, val_ids, age = subjects
     labels = write_tsv(tmp_path / "labels.tsv", ["sample-id", "group"], [[s, "old" if a > 45 else "young"] for s, a in age.items()])
@@ -285,7 +370,7 @@ def test_a_classifier_trains_and_predicts_with_class_shares(subjects, tmp_path, 
             train_samples=train_ids, val_samples=val_ids, output_dir=tmp_path / "cls", **{**tiny_model, "epochs": 2, "max_bp": 40},
         )  # fmt: skip
     head = result.model.model.target_head.net[2]
-    assert head.in_features == tiny_model["embedding_dim"] + 2 * 2 + 2
+    assert head.in_features == tiny_model["embedding_dim"] + 2 * 2 + 3
     again = predict(tmp_path / "cls" / "checkpoints" / "best.pt", table, metadata=labels).set_index("sample_id")
     expected = result.predictions.set_index("sample_id")
     np.testing.assert_allclose(again.loc[val_ids, ["old", "young"]], expected.loc[val_ids, ["old", "young"]], rtol=1e-5, atol=1e-6)

@@ -109,12 +109,13 @@ class AAMModel(nn.Module):
         uses_pool = self.fusion is None or getattr(self.fusion, "uses_pool", True)
         self.pool = AttentionPooling(d) if uses_pool else None
         self.neighbours = heads.neighbours if heads.out_dim else 0
-        self.target_head = TargetHead(d, heads.out_dim, config.dropout, self.neighbours) if heads.out_dim else None
+        head = {"classifier": config.classifier}
+        self.target_head = TargetHead(d, heads.out_dim, config.dropout, self.neighbours, **head) if heads.out_dim else None
         # Samples with every category unknown get their own head: the main head is free to lean
         # on the categories without pulling the no-metadata predictions along.
         self.unknown_head = None
         if heads.unknown and category_sizes:
-            self.unknown_head = TargetHead(d, heads.out_dim, config.dropout, self.neighbours)
+            self.unknown_head = TargetHead(d, heads.out_dim, config.dropout, self.neighbours, **head)
         self.category_heads = None
         if heads.category_logits and category_sizes:
             self.category_heads = nn.ModuleList(nn.Linear(d, size) for size in category_sizes)

@@ -4,6 +4,7 @@ and masked nucleotides."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from aam_core.data.tokens import N_BASES
@@ -12,20 +13,40 @@ from aam_core.data.tokens import N_BASES
 class TargetHead(nn.Module):
     """Pooled sample vector → ``[B, out_dim]`` (regression values or class logits).
 
-    ``extra`` inputs (the nearest-reference summary) join the normalised pooled vector before the
-    first linear layer: normalised together with it, their values would shift with the vector's."""
+    ``extra`` inputs (the nearest-reference summary, :func:`aam_core.neighbours.neighbour_features`)
+    join the normalised pooled vector before the first linear layer: normalised together with it,
+    their values would shift with the vector's. A head with extras also learns, per sample, how
+    far to trust its reference samples outright: a gate ``g`` read from the same hidden layer
+    blends its own output towards their weighted target (the summary's first ``out_dim`` values),
+    ``(1 − g)·own + g·theirs`` for regression and the same mixture of the class probabilities
+    for a classifier (whose output is then its log). Where the references agree on one target,
+    the gate can hand it over exactly, which a hidden layer can only approximate."""
 
-    def __init__(self, dim: int, out_dim: int, dropout: float = 0.0, extra: int = 0):
+    def __init__(self, dim: int, out_dim: int, dropout: float = 0.0, extra: int = 0, *, classifier: bool = False):
         super().__init__()
+        self.out_dim, self.classifier = out_dim, classifier
         self.net = nn.Sequential(
             nn.LayerNorm(dim), nn.Dropout(dropout), nn.Linear(dim + extra, dim), nn.GELU(), nn.Linear(dim, out_dim)
         )
+        self.gate = nn.Linear(dim, 1) if extra else None
 
     def forward(self, pooled: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
-        if extra is None:
+        if self.gate is None:
             return self.net(pooled)
-        x = torch.cat([self.net[0](pooled), extra.to(pooled.dtype)], dim=1)
-        return self.net[2:](self.net[1](x))
+        extra = extra.to(pooled.dtype)
+        x = torch.cat([self.net[0](pooled), extra], dim=1)
+        hidden = self.net[3](self.net[2](self.net[1](x)))
+        own, gate = self.net[4](hidden), self.gate(hidden).float()
+        theirs = extra[:, : self.out_dim].float()
+        if not self.classifier:
+            trust = torch.sigmoid(gate)
+            return own.float() + trust * (theirs - own.float())
+        # log((1 − g)·softmax(own) + g·shares), kept in log space: a class no reference has
+        # contributes exp(−inf) = 0 to its own term, and the model's share keeps it finite
+        mixed = torch.stack(
+            [F.logsigmoid(-gate) + torch.log_softmax(own.float(), dim=1), F.logsigmoid(gate) + torch.log(theirs)]
+        )
+        return torch.logsumexp(mixed, dim=0)
 
 
 class CountHead(nn.Module):

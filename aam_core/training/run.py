@@ -81,7 +81,8 @@ class Resume:
         payload = load_checkpoint(path, kind=kind)
         if payload.get("training_state") is None:
             raise CheckpointError(
-                f"{path} holds no training state (best.pt never does); resume from checkpoints/last.pt."
+                f"{path} holds no training state (best.pt never does, nor a format-5 --neighbours "
+                "last.pt after migration); resume from checkpoints/last.pt."
             )
         if path.parent.name != "checkpoints":
             raise CheckpointError(f"--resume-from {path} must be the checkpoints/last.pt inside its run directory.")
