@@ -196,6 +196,23 @@ def test_the_gate_blends_the_head_with_the_references_target(classifier):
         torch.testing.assert_close(half(pooled, extra), (own + theirs) / 2)
 
 
+def test_the_gate_learns_on_top_of_the_heads_own_output():
+    """In training the blend sees the head's own output detached (the loss on the blend moves
+    only the gate and what feeds it; the own output answers to a loss of its own, so an open gate
+    cannot starve it); in evaluation both paths carry gradient, for attributions."""
+    torch.manual_seed(0)
+    pooled, extra = torch.randn(4, 8), torch.randn(4, feature_width(1))
+    for training, reaches_own in ((True, False), (False, True)):
+        head = TargetHead(8, 1, extra=feature_width(1)).train(training)
+        prediction, own = head.parts(pooled, extra)
+        prediction.sum().backward(retain_graph=True)
+        assert (head.net[4].weight.grad is not None) is reaches_own
+        assert head.gate.weight.grad is not None and head.gate.weight.grad.abs().sum() > 0
+        head.zero_grad(set_to_none=True)
+        own.sum().backward()
+        assert head.net[4].weight.grad.abs().sum() > 0 and head.gate.weight.grad is None
+
+
 # -- a model that reads them ----------------------------------------------------------------------
 @pytest.fixture
 def subjects(tmp_path, write_biom, write_tsv):

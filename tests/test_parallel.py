@@ -342,13 +342,14 @@ FUSIONS = [info.name for info in list_plugins("fusion") if info.distribution == 
     "options",
     [
         *({"categorical_columns": "site", "fusion": f} for f in FUSIONS),
+        {"categorical_columns": "site", "neighbours": 2},
         {"count_prediction": True, "count_mask_ratio": 0.0},
         {"count_prediction": False, "unifrac_penalty": 0.5},
         {"task": "pretrain", "unifrac_penalty": 1.0, "nuc_penalty": 0.0},
         {"task": "pretrain", "unifrac_penalty": 0.0, "nuc_penalty": 1.0},
         {"task": "pretrain", "unifrac_penalty": 1.0, "nuc_penalty": 1.0},
     ],
-    ids=[*FUSIONS, "count-head-never-hidden", "unifrac", "pretrain-unifrac", "pretrain-nucleotides", "pretrain-both"],
+    ids=[*FUSIONS, "neighbours", "count-head-never-hidden", "unifrac", "pretrain-unifrac", "pretrain-nucleotides", "pretrain-both"],
 )
 def test_every_trainable_parameter_gets_a_gradient(data, options):
     """DistributedDataParallel waits for a gradient of every trainable parameter at every step:
@@ -373,9 +374,12 @@ def test_every_trainable_parameter_gets_a_gradient(data, options):
         columns = config.data.categorical_columns
         codes = CategoryEncoder.fit(dataset, columns).encode(dataset) if columns else np.zeros((len(dataset), 0), dtype=np.int64)
         encoding = TargetEncoding(None, ZScoreTransform().fit(dataset.target), None)
+        summaries = None
+        if model.neighbours:  # the gate and the head's own output each answer to a loss
+            summaries = np.random.default_rng(0).random((len(dataset), 2, model.neighbours), dtype=np.float32)
         task = SupervisedTask(
             config=config, model=model, dataset=dataset, split=Split(train=rows, val=rows[:0]), codes=codes,
-            encoding=encoding, strategy=strategy, distances=distances,
+            encoding=encoding, strategy=strategy, distances=distances, neighbours=summaries,
         )  # fmt: skip
     batch = task.build(BatchKey(epoch=1, index=1, rows=rows[:8], group=rows[:8], training=True))
     model.train()
@@ -410,6 +414,32 @@ def test_dp_split_and_merge_reproduce_the_whole_batch(data):
         torch.testing.assert_close(merged.extras[key], whole.extras[key], rtol=1e-5, atol=1e-6)
     used = torch.unique(batch.asv_index[batch.mask])
     torch.testing.assert_close(merged.nucleotides[used], whole.nucleotides[used], rtol=1e-5, atol=1e-6)
+
+
+def test_dp_merge_keeps_every_target_output(data):
+    """A supervised batch on the unknown branch with reference summaries: the merged parts give
+    the whole batch's prediction, unknown-category prediction, the heads' own outputs and the
+    category logits (the training loss reads all of them)."""
+    from aam_core.data.categories import CategoryEncoder
+    from aam_plugins.parallel.data_parallel import merge_outputs, split_batch
+
+    _, model = _model(data, metadata=str(data.metadata), metadata_column="age", categorical_columns="site", neighbours=2)
+    model.eval()
+    dataset = load_dataset(data.config(categorical_columns=["site"]))
+    codes = CategoryEncoder.fit(dataset, ["site"]).encode(dataset)
+    batch = collate(dataset, np.arange(9), max_asvs=16, categories=codes, target=np.arange(len(dataset), dtype=np.float32), bucket=True)
+    summaries = torch.rand(9, 2, model.neighbours, generator=torch.Generator().manual_seed(0))
+    batch = attrs.evolve(batch, unknown_branch=True, neighbours=summaries)
+    parts = split_batch(batch, 2)
+    with torch.no_grad():
+        whole = model(batch)
+        merged = merge_outputs([model(p) for p, _ in parts], [u for _, u in parts], batch.asv_tokens.shape[0], torch.device("cpu"))
+    order = torch.as_tensor(np.concatenate([p.rows for p, _ in parts]))
+    for key in ("prediction", "unknown_prediction", "own_prediction", "unknown_own"):
+        assert getattr(whole, key) is not None, key
+        torch.testing.assert_close(getattr(merged, key), getattr(whole, key)[order], rtol=1e-5, atol=1e-6)
+    assert len(merged.category_logits) == len(whole.category_logits) == 1
+    torch.testing.assert_close(merged.category_logits[0], whole.category_logits[0][order], rtol=1e-5, atol=1e-6)
 
 
 # -- CUDA only -------------------------------------------------------------------------------------

@@ -67,6 +67,11 @@ class ModelOutput:
     unknown_prediction: torch.Tensor | None = None
     #: per categorical column [B, n_codes]: logits of its code from the unknown branch's vector
     category_logits: list[torch.Tensor] | None = None
+    #: [B, out_dim]: the target heads' own outputs before their gate towards the reference
+    #: samples (``--neighbours``), for ``prediction`` and ``unknown_prediction``: trained by a loss
+    #: of their own (:class:`~aam_core.model.heads.TargetHead`)
+    own_prediction: torch.Tensor | None = None
+    unknown_own: torch.Tensor | None = None
 
 
 class AAMModel(nn.Module):
@@ -182,26 +187,31 @@ class AAMModel(nn.Module):
             raise ValueError("this model reads nearest reference samples; the batch carries none")
         return batch.neighbours[:, branch]
 
-    def _predict(self, pooled: torch.Tensor, categories: torch.Tensor, references: torch.Tensor | None) -> torch.Tensor:
-        prediction = self.target_head(pooled, references)
+    def _predict(
+        self, pooled: torch.Tensor, categories: torch.Tensor, references: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The prediction and the heads' own output before the gate (None without neighbours)."""
+        outputs = self.target_head.parts(pooled, references)
         if self.unknown_head is not None:  # per row, without asking the device whether any is unknown
             unknown = (categories[:, : self.n_columns] == 0).all(dim=1, keepdim=True)
-            prediction = torch.where(unknown, self.unknown_head(pooled, references), prediction)
+            blind = self.unknown_head.parts(pooled, references)
+            outputs = tuple(None if a is None else torch.where(unknown, b, a) for a, b in zip(outputs, blind, strict=True))
         if self.output_scaling is not None:
-            prediction = self.output_scaling(prediction, categories[:, self.scaling_column])
-        return prediction
+            codes = categories[:, self.scaling_column]
+            outputs = tuple(None if out is None else self.output_scaling(out, codes) for out in outputs)
+        return outputs
 
     def forward(self, batch: Batch) -> ModelOutput:
         h, nucleotides = self.encode(batch)
         pooled, extras = self.pooled(h, batch)
-        prediction = unknown = logits = None
+        prediction = unknown = logits = own = unknown_own = None
         if self.target_head is not None:
-            prediction = self._predict(pooled, batch.categories, self._references(batch, 0))
+            prediction, own = self._predict(pooled, batch.categories, self._references(batch, 0))
             if batch.unknown_branch and self.categorical is not None:
                 # The encoding is shared: only fusion and head run again, on the unknown rows.
                 hidden = attrs.evolve(batch, categories=torch.zeros_like(batch.categories))
                 free = self.pooled(h, hidden)[0]
-                unknown = self._predict(free, hidden.categories, self._references(batch, 1))
+                unknown, unknown_own = self._predict(free, hidden.categories, self._references(batch, 1))
                 if self.category_heads is not None:
                     logits = [head(free) for head in self.category_heads]
         return ModelOutput(
@@ -213,6 +223,8 @@ class AAMModel(nn.Module):
             nucleotides=nucleotides,
             unknown_prediction=unknown,
             category_logits=logits,
+            own_prediction=own,
+            unknown_own=unknown_own,
         )
 
 

@@ -20,7 +20,13 @@ class TargetHead(nn.Module):
     blends its own output towards their weighted target (the summary's first ``out_dim`` values),
     ``(1 − g)·own + g·theirs`` for regression and the same mixture of the class probabilities
     for a classifier (whose output is then its log). Where the references agree on one target,
-    the gate can hand it over exactly, which a hidden layer can only approximate."""
+    the gate can hand it over exactly, which a hidden layer can only approximate.
+
+    In training the blend sees the head's own output detached: the loss on the blend trains the
+    gate, and the own output (:meth:`parts`) has a loss of its own, so the network keeps learning
+    the target as it would without the gate instead of leaning on an open gate from the first
+    epoch (which left the validation error flat for several epochs). In evaluation nothing is
+    detached, so attributions follow both paths."""
 
     def __init__(self, dim: int, out_dim: int, dropout: float = 0.0, extra: int = 0, *, classifier: bool = False):
         super().__init__()
@@ -31,22 +37,24 @@ class TargetHead(nn.Module):
         self.gate = nn.Linear(dim, 1) if extra else None
 
     def forward(self, pooled: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        return self.parts(pooled, extra)[0]
+
+    def parts(self, pooled: torch.Tensor, extra: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The prediction, and the head's own output before the gate (None without one)."""
         if self.gate is None:
-            return self.net(pooled)
+            return self.net(pooled), None
         extra = extra.to(pooled.dtype)
         x = torch.cat([self.net[0](pooled), extra], dim=1)
         hidden = self.net[3](self.net[2](self.net[1](x)))
-        own, gate = self.net[4](hidden), self.gate(hidden).float()
+        own, gate = self.net[4](hidden).float(), self.gate(hidden).float()
+        mine = own.detach() if self.training else own
         theirs = extra[:, : self.out_dim].float()
         if not self.classifier:
-            trust = torch.sigmoid(gate)
-            return own.float() + trust * (theirs - own.float())
+            return mine + torch.sigmoid(gate) * (theirs - mine), own
         # log((1 − g)·softmax(own) + g·shares), kept in log space: a class no reference has
         # contributes exp(−inf) = 0 to its own term, and the model's share keeps it finite
-        mixed = torch.stack(
-            [F.logsigmoid(-gate) + torch.log_softmax(own.float(), dim=1), F.logsigmoid(gate) + torch.log(theirs)]
-        )
-        return torch.logsumexp(mixed, dim=0)
+        mixed = torch.stack([F.logsigmoid(-gate) + torch.log_softmax(mine, dim=1), F.logsigmoid(gate) + torch.log(theirs)])
+        return torch.logsumexp(mixed, dim=0), own
 
 
 class CountHead(nn.Module):

@@ -200,17 +200,30 @@ class SupervisedTask:
         offset = strategy.global_rank * batch.size
         return losses.unifrac_loss(gathered, batch.distances, offset=offset, processes=strategy.world_size)
 
+    def _head_loss(
+        self, prediction: torch.Tensor, own: torch.Tensor | None, target: torch.Tensor, parts: dict[str, torch.Tensor], prefix: str
+    ) -> torch.Tensor:
+        """The target loss of one head's prediction, plus that of its own output before the
+        gate towards the reference samples where it has one (the gate sees it detached)."""
+        kind, classifier = self.training.target_loss, self.encoding.classifier
+        loss = losses.target_loss(prediction, target, classifier, kind)
+        parts[f"{prefix or 'target_'}loss"] = loss.detach()
+        if own is not None:
+            mine = losses.target_loss(own, target, classifier, kind)
+            parts[f"{prefix}own_target_loss"] = mine.detach()
+            loss = loss + mine
+        return loss
+
     def loss(self, model: nn.Module, batch: Batch, epoch: int, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         del epoch, index  # augmentations were drawn when the batch was built
         out = self._forward(model, batch)
-        loss = losses.target_loss(out.prediction, batch.target, self.encoding.classifier, self.training.target_loss)
-        parts = {"target_loss": loss.detach()}
+        parts: dict[str, torch.Tensor] = {}
+        loss = self._head_loss(out.prediction, out.own_prediction, batch.target, parts, "")
         if out.unknown_prediction is not None:  # category dropout, taken in expectation
             weight = self.training.category_dropout
             target = batch.target if batch.unknown_target is None else batch.unknown_target
-            unknown = losses.target_loss(out.unknown_prediction, target, self.encoding.classifier, self.training.target_loss)
+            unknown = self._head_loss(out.unknown_prediction, out.unknown_own, target, parts, "unknown_category_")
             loss = (1.0 - weight) * loss + weight * unknown
-            parts["unknown_category_loss"] = unknown.detach()
         if out.category_logits is not None:  # the unknown branch's vector must tell the categories apart
             categories = losses.category_loss(out.category_logits, batch.categories)
             loss = loss + self.training.category_prediction_weight * categories

@@ -41,6 +41,9 @@ def merge_outputs(outputs: list[ModelOutput], used: list[torch.Tensor], n_unique
         nucleotides = first.new_zeros((n_unique, *first.shape[1:]), device=device)
         for out, rows in zip(outputs, used, strict=True):
             nucleotides = nucleotides.index_copy(0, rows.to(device), out.nucleotides.to(device))
+    logits = None
+    if outputs[0].category_logits is not None:  # per categorical column
+        logits = [joined(column) for column in zip(*(o.category_logits for o in outputs), strict=True)]
     return ModelOutput(
         prediction=joined([o.prediction for o in outputs]),
         embedding=joined([o.embedding for o in outputs]),
@@ -48,6 +51,10 @@ def merge_outputs(outputs: list[ModelOutput], used: list[torch.Tensor], n_unique
         extras={key: joined([o.extras[key] for o in outputs]) for key in outputs[0].extras},
         unifrac=joined([o.unifrac for o in outputs]),
         nucleotides=nucleotides,
+        unknown_prediction=joined([o.unknown_prediction for o in outputs]),
+        category_logits=logits,
+        own_prediction=joined([o.own_prediction for o in outputs]),
+        unknown_own=joined([o.unknown_own for o in outputs]),
     )
 
 
