@@ -139,10 +139,10 @@ def _summary(
         mean = np.divide(shares, total[:, None], out=np.full_like(shares, np.nan), where=has[:, None])
         stats[has, 2] = 1.0 - mean[has].max(axis=1)  # the share of the weight not on the top class
     else:
-        values = references.target[top]
-        mean = np.divide((weights * values).sum(axis=1), total, out=np.full(n, np.nan), where=has)
+        targets = references.target[top]
+        mean = np.divide((weights * targets).sum(axis=1), total, out=np.full(n, np.nan), where=has)
         first = np.where(has, nearest, np.nan)
-        spread = (weights * np.abs(values - np.nan_to_num(mean)[:, None])).sum(axis=1)
+        spread = (weights * np.abs(targets - np.nan_to_num(mean)[:, None])).sum(axis=1)
         stats[has, 2] = spread[has] / total[has] / _target_scale(references)
     return mean, first, stats
 

@@ -3,8 +3,8 @@ same folds, scored only on held-out samples (selection on each fold's inner vali
 
 Variants: AAM (the recipe in ``examples/oral-age-recommended.json``, which reads each sample's 3
 nearest training samples with ``--neighbours 3``) with and without the study column, AAM trained
-with the study but predicting each
-held-out sample with its study hidden (no metadata, as for a sample from a new study), the random
+with the study but predicting each held-out sample with its study hidden (no metadata, as for a
+sample from a new study), the random
 forest plugin with and without a one-hot study column — at its default (``--max-features oob``:
 chosen by out-of-bag error on the samples it fits) and at ``sqrt`` (the old default, which left
 the yardstick handicapped) — and study-mean and study-median predictors (each study's mean or

@@ -196,6 +196,17 @@ def test_the_gate_blends_the_head_with_the_references_target(classifier):
         torch.testing.assert_close(half(pooled, extra), (own + theirs) / 2)
 
 
+def test_an_open_gate_hands_over_the_target_exactly_under_bfloat16():
+    """Mixed precision runs the head in bfloat16 (three significant digits); the references'
+    target it hands over must not pass through that."""
+    head = _head(False, 1.0e4).to(torch.bfloat16)
+    theirs = torch.tensor([[1.2345678], [-0.9876543]])
+    extra = torch.cat([theirs, torch.rand(2, feature_width(1) - 1)], dim=1)
+    out = head(torch.randn(2, 8, dtype=torch.bfloat16), extra)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, theirs, rtol=0, atol=0)
+
+
 def test_the_gate_learns_on_top_of_the_heads_own_output():
     """In training the blend sees the head's own output detached (the loss on the blend moves
     only the gate and what feeds it; the own output answers to a loss of its own, so an open gate

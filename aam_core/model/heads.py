@@ -43,12 +43,11 @@ class TargetHead(nn.Module):
         """The prediction, and the head's own output before the gate (None without one)."""
         if self.gate is None:
             return self.net(pooled), None
-        extra = extra.to(pooled.dtype)
-        x = torch.cat([self.net[0](pooled), extra], dim=1)
+        x = torch.cat([self.net[0](pooled), extra.to(pooled.dtype)], dim=1)
         hidden = self.net[3](self.net[2](self.net[1](x)))
         own, gate = self.net[4](hidden).float(), self.gate(hidden).float()
         mine = own.detach() if self.training else own
-        theirs = extra[:, : self.out_dim].float()
+        theirs = extra[:, : self.out_dim].float()  # not through bfloat16: handed over exactly
         if not self.classifier:
             return mine + torch.sigmoid(gate) * (theirs - mine), own
         # log((1 − g)·softmax(own) + g·shares), kept in log space: a class no reference has

@@ -201,16 +201,17 @@ class SupervisedTask:
         return losses.unifrac_loss(gathered, batch.distances, offset=offset, processes=strategy.world_size)
 
     def _head_loss(
-        self, prediction: torch.Tensor, own: torch.Tensor | None, target: torch.Tensor, parts: dict[str, torch.Tensor], prefix: str
+        self, prediction: torch.Tensor, own: torch.Tensor | None, target: torch.Tensor, parts: dict[str, torch.Tensor], name: str
     ) -> torch.Tensor:
-        """The target loss of one head's prediction, plus that of its own output before the
-        gate towards the reference samples where it has one (the gate sees it detached)."""
+        """The target loss of one head's prediction (logged as ``<name>_loss``), plus that of its
+        own output before the gate towards the reference samples where it has one
+        (``<name>_own_loss``; the gate sees that output detached)."""
         kind, classifier = self.training.target_loss, self.encoding.classifier
         loss = losses.target_loss(prediction, target, classifier, kind)
-        parts[f"{prefix or 'target_'}loss"] = loss.detach()
+        parts[f"{name}_loss"] = loss.detach()
         if own is not None:
             mine = losses.target_loss(own, target, classifier, kind)
-            parts[f"{prefix}own_target_loss"] = mine.detach()
+            parts[f"{name}_own_loss"] = mine.detach()
             loss = loss + mine
         return loss
 
@@ -218,11 +219,11 @@ class SupervisedTask:
         del epoch, index  # augmentations were drawn when the batch was built
         out = self._forward(model, batch)
         parts: dict[str, torch.Tensor] = {}
-        loss = self._head_loss(out.prediction, out.own_prediction, batch.target, parts, "")
+        loss = self._head_loss(out.prediction, out.own_prediction, batch.target, parts, "target")
         if out.unknown_prediction is not None:  # category dropout, taken in expectation
             weight = self.training.category_dropout
             target = batch.target if batch.unknown_target is None else batch.unknown_target
-            unknown = self._head_loss(out.unknown_prediction, out.unknown_own, target, parts, "unknown_category_")
+            unknown = self._head_loss(out.unknown_prediction, out.unknown_own, target, parts, "unknown_category")
             loss = (1.0 - weight) * loss + weight * unknown
         if out.category_logits is not None:  # the unknown branch's vector must tell the categories apart
             categories = losses.category_loss(out.category_logits, batch.categories)
