@@ -352,3 +352,35 @@ def test_previous_run_needs_force(
     assert events and all(e.name != "events.out.tfevents.1.host" for e in events)
     frame = (previous / "val_predictions.tsv").read_text().splitlines()
     assert len(frame) == 1 + len((previous / "val_samples.txt").read_text().split())
+
+
+#: A command that logs like AAM and like a library AAM imports (JAX, probing for a TPU, logs such a
+#: line at INFO on a GPU machine), in the console script's own process.
+_CHATTER = """
+import logging, sys
+from aam_core.cli import cli, main
+
+@cli.command("chatter")
+def chatter():
+    logging.getLogger("some.library").info("library info")
+    logging.getLogger("some.library").warning("library warning")
+    logging.getLogger("aam").info("aam info")
+    logging.getLogger("aam_core.unifrac.api").info("aam_core info")
+    logging.getLogger("aam.my-plugin").info("plugin info")
+
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize("quiet", [False, True], ids=["default", "quiet"])
+def test_the_console_shows_aams_info_lines_but_not_other_libraries(quiet):
+    import subprocess
+    import sys
+
+    args = ["-q", "chatter"] if quiet else ["chatter"]
+    done = subprocess.run([sys.executable, "-c", _CHATTER, *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert "library info" not in lines and "library warning" in lines, lines
+    ours = ["aam info", "aam_core info", "plugin info"]
+    assert [line for line in lines if line in ours] == ([] if quiet else ours), lines

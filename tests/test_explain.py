@@ -38,6 +38,9 @@ PLANTED_TRAINING = {
     "lr": 0.005,
     "dropout": 0.0,
     "target_loss": "mse",  # squared error: the planted share is learnt within 12 epochs
+    # The same model on every machine (a GPU trains in bfloat16 and learnt it less well in 12
+    # epochs there: deletion-curve area 0.42 years): the thresholds below were read off this one.
+    "device": "cpu",
 }
 
 

@@ -78,8 +78,9 @@ def test_every_strategy_keeps_the_contract(name, worker, tmp_path, monkeypatch):
         with pytest.raises(ConfigError, match="has none; use --parallel single"):
             spec.factory(device=None, options=None)
         return
+    device = "cuda" if CUDA and name in ("single", "dp") else "cpu"  # on a GPU machine, the GPU path
     try:
-        strategy = spec.factory(device="cpu", options=spec.make_options({}))
+        strategy = spec.factory(device=device, options=spec.make_options({}))
     except ConfigError as exc:  # a third-party strategy that cannot run here
         pytest.skip(f"{name} cannot run on this machine: {exc}")
     try:
@@ -91,7 +92,7 @@ def test_every_strategy_keeps_the_contract(name, worker, tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("flags", "needles"),
     [
-        (["--parallel", "ddp"], ["torchrun --standalone --nproc-per-node 2 -m aam_core.cli train --table", "--parallel ddp --output-dir"]),
+        (["--parallel", "ddp"], [f"torchrun --standalone --nproc-per-node {torch.cuda.device_count() or 2} -m aam_core.cli train --table", "--parallel ddp --output-dir"]),
         (["--parallel", "fsdp"], ["torchrun --standalone --nproc-per-node", "--parallel fsdp"]),
         pytest.param(["--parallel", "dp"], ["--parallel dp", "use --parallel single"], marks=pytest.mark.skipif(CUDA, reason="has CUDA")),
         (["--fsdp-sharded-checkpoint"], ["--fsdp-sharded-checkpoint", "does not apply to parallel 'single'"]),

@@ -125,6 +125,7 @@ def test_the_embedding_cache_gives_the_uncached_predictions(data, pretrained, tm
     dataset = load_dataset(result.config.data)
     rows = np.arange(len(dataset))
     batch = collate(dataset, rows, max_asvs=256, categories=np.zeros((len(dataset), 0), dtype=np.int64), target=None)
+    batch = batch.to(next(model.parameters()).device)  # the model is on the GPU where there is one
     cache = EncoderCache(model.asv_encoder)
     with torch.no_grad():
         plain = model(batch).prediction

@@ -14,6 +14,9 @@ import click
 
 from aam_core.errors import AAMError, one_line
 
+#: The loggers the console shows at INFO: AAM's own, and plugins' that log under ``aam.<name>``.
+LOGGERS = ("aam", "aam_core", "aam_plugins")
+
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
 
 
@@ -26,9 +29,11 @@ def _format_warning(message, category, filename, lineno, line=None):  # noqa: AR
 @click.option("-q", "--quiet", is_flag=True, help="Only print warnings and errors.")
 def cli(quiet: bool) -> None:
     """AAM: sequence-aware deep learning on microbiome tables."""
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr
-    )
+    # Other libraries' loggers stay at WARNING: their INFO chatter (a backend probing for
+    # hardware, say) would otherwise land between AAM's lines and before a one-line error.
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    for name in LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.INFO)
 
 
 def _register_commands() -> None:
