@@ -21,6 +21,7 @@ from typing import Any
 import attrs
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from aam_core.config import ModelConfig
 from aam_core.data.batching import Batch
@@ -168,7 +169,7 @@ class AAMModel(nn.Module):
             if self.nucleotide_head is not None:
                 nucleotides = self.nucleotide_head(patches)
         h = self.sample_encoder(
-            asv[batch.asv_index], batch.counts, batch.mask, batch.totals, batch.count_mask, full=batch.full_samples
+            F.embedding(batch.asv_index, asv), batch.counts, batch.mask, batch.totals, batch.count_mask, full=batch.full_samples
         )
         return h, nucleotides
 
