@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -374,9 +376,6 @@ main(sys.argv[1:])
 
 @pytest.mark.parametrize("quiet", [False, True], ids=["default", "quiet"])
 def test_the_console_shows_aams_info_lines_but_not_other_libraries(quiet):
-    import subprocess
-    import sys
-
     args = ["-q", "chatter"] if quiet else ["chatter"]
     done = subprocess.run([sys.executable, "-c", _CHATTER, *args], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -38,8 +38,8 @@ PLANTED_TRAINING = {
     "lr": 0.005,
     "dropout": 0.0,
     "target_loss": "mse",  # squared error: the planted share is learnt within 12 epochs
-    # The same model on every machine (a GPU trains in bfloat16 and learnt it less well in 12
-    # epochs there: deletion-curve area 0.42 years): the thresholds below were read off this one.
+    # The same model on every machine: the thresholds below were read off the CPU's (trained on
+    # an H200, with bfloat16, the model's deletion-curve area was 0.42 years).
     "device": "cpu",
 }
 
