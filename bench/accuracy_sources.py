@@ -11,8 +11,9 @@ the yardstick handicapped) — and study-mean and study-median predictors (each 
 median age in the training fold). For
 each: pooled MAE/RMSE/R², per-fold MAE, and MAE within qiita study 10317 (the largest study with
 a wide age range, where the study label says nothing about age). Every other variant is also
-compared with AAM (study as input) on the same samples, pooled and within 10317: the difference
-of MAEs (positive: AAM ahead) with a 95% interval from a paired bootstrap over the samples.
+compared with AAM (study as input) on the same samples, pooled, within 10317 and within each
+fold: the difference of MAEs (positive: AAM ahead) with a 95% interval from a paired bootstrap
+over the samples.
 
     python bench/accuracy_sources.py --output-dir runs/accuracy [--folds 5] [--config FILE] [--keep-finished]
 
@@ -22,7 +23,7 @@ the ``fold-k.json`` that records its --max-features) instead of running them aga
 change that can only affect one variant, copy the others' folders from an earlier run into
 --output-dir and rerun the one.
 
-Prints JSON; also writes accuracy.json and accuracy.md (the README table) to --output-dir, and
+Prints JSON; also writes accuracy.json and accuracy.md (the README's two tables) to --output-dir, and
 each forest's predictions and plot per fold under forests/ (the forests are ``run_baseline``, the
 code behind ``aam baseline``).
 """
@@ -178,6 +179,7 @@ def main() -> None:
     reference_name = "AAM, study as input"
     reference = variants[reference_name].assign(sample_id=lambda f: f["sample_id"].astype(str))
     in_wide = by_id == WIDE
+    fold_of = folds.set_index("sample_id")["fold"].astype(int)
     for name, frame in variants.items():
         frame = frame.assign(sample_id=frame["sample_id"].astype(str))
         entry = _summary(frame, by_id)
@@ -186,6 +188,7 @@ def main() -> None:
         if name != reference_name:  # how sure the comparison with AAM is: positive = AAM ahead
             entry["minus_aam"] = _paired(frame, reference, None, args.seed)
             entry[f"minus_aam_{WIDE}"] = _paired(frame, reference, in_wide, args.seed)
+            entry["minus_aam_per_fold"] = [_paired(frame, reference, fold_of == k, args.seed) for k in range(1, args.folds + 1)]
         result["variants"][name] = entry
     lines = [
         "| variant | pooled MAE | MAE per fold (mean ± sd) | R² | MAE within study 10317 | R² within 10317 | 10317: this − AAM (95% interval) |",
@@ -199,6 +202,16 @@ def main() -> None:
             f"| {name} | {entry['pooled']['mae']:.2f} | {mean:.2f} ± {sd:.2f} | {entry['pooled']['r2']:.3f} | "
             f"{entry[f'mae_{WIDE}']:.2f} | {entry[f'r2_{WIDE}']:.3f} | {gap} |"
         )
+    # per fold: how sure "ahead on this fold" is, for every variant against AAM
+    lines += [
+        "",
+        "| variant: this − AAM per fold (95% interval) | " + " | ".join(f"fold {k}" for k in range(1, args.folds + 1)) + " |",
+        "|---|" + "---|" * args.folds,
+    ]
+    for name, entry in result["variants"].items():
+        if "minus_aam_per_fold" in entry:
+            cells = (f"{p['difference']:+.2f} ({p['ci95'][0]:+.2f} to {p['ci95'][1]:+.2f})" for p in entry["minus_aam_per_fold"])
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     (out / "accuracy.md").write_text("\n".join(lines) + "\n")
     (out / "accuracy.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
